@@ -1,0 +1,80 @@
+"""Building blocks of the network: seeded stateless randomness, zoneout LSTM, conv stacks.
+
+All randomness is drawn with stateless ops keyed by (seed, salt, step). The GPU and NPU
+decode loops therefore draw the same numbers for the same step, which is what makes
+their outputs comparable to 1e-5 and a checkpoint portable between them.
+"""
+from common.tf_compat import tf
+
+
+class Noise(object):
+    """Stateless uniform noise; ``seed`` is an int32 scalar (the global step in training)."""
+
+    def __init__(self, seed):
+        self.seed = tf.cast(seed, tf.int32)
+
+    def uniform(self, shape, salt, step=0):
+        key = tf.stack([self.seed, tf.cast(salt * 100003 + step, tf.int32)])
+        return tf.random.stateless_uniform(shape, seed=key, dtype=tf.float32)
+
+
+def dropout(x, rate, noise, salt, step=0):
+    """Inverted dropout whose mask comes from ``noise`` (kept on at inference, as in Tacotron-2's prenet)."""
+    keep = tf.cast(noise.uniform(tf.shape(x), salt, step) >= rate, x.dtype)
+    return x * keep / (1.0 - rate)
+
+
+class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
+    """LSTM cell with zoneout (Krueger et al. 2016).
+
+    In training the uniform noise arrives concatenated to the input (two blocks of
+    ``units``, for the cell and hidden state), so the cell itself holds no random op and
+    works inside any loop. At inference zoneout is the expectation: a fixed blend.
+    """
+
+    def __init__(self, units, zoneout_rate, is_training, name):
+        super(ZoneoutLSTMCell, self).__init__(name=name)
+        self._units = units
+        self._rate = zoneout_rate
+        self._is_training = is_training
+        self._cell = tf.nn.rnn_cell.LSTMCell(units, name=name)
+
+    @property
+    def state_size(self):
+        return self._cell.state_size
+
+    @property
+    def output_size(self):
+        return self._units
+
+    def noise_size(self):
+        return 2 * self._units if self._is_training else 0
+
+    def __call__(self, inputs, state, scope=None):
+        if self._is_training:
+            inputs, noise = tf.split(inputs, [-1, 2 * self._units], axis=-1)
+            noise_c, noise_h = tf.split(noise, 2, axis=-1)
+        _, new_state = self._cell(inputs, state)
+        prev_c, prev_h = state
+        new_c, new_h = new_state
+        if self._is_training:
+            c = prev_c + tf.cast(noise_c >= self._rate, new_c.dtype) * (new_c - prev_c)
+            h = prev_h + tf.cast(noise_h >= self._rate, new_h.dtype) * (new_h - prev_h)
+        else:
+            c = (1.0 - self._rate) * new_c + self._rate * prev_c
+            h = (1.0 - self._rate) * new_h + self._rate * prev_h
+        return h, tf.nn.rnn_cell.LSTMStateTuple(c, h)
+
+
+def conv3d_bn_relu(x, filters, kernel_size, strides, is_training, name):
+    with tf.variable_scope(name):
+        x = tf.layers.conv3d(x, filters, kernel_size, strides=strides, padding="same", use_bias=False)
+        x = tf.layers.batch_normalization(x, training=is_training)
+        return tf.nn.relu(x)
+
+
+def conv1d_bn(x, filters, kernel_size, activation, is_training, name):
+    with tf.variable_scope(name):
+        x = tf.layers.conv1d(x, filters, kernel_size, padding="same", use_bias=False)
+        x = tf.layers.batch_normalization(x, training=is_training)
+        return activation(x) if activation is not None else x

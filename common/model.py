@@ -1,0 +1,238 @@
+"""The Lip2Wav network, its losses and its optimisation schedule.
+
+The decode loop is not here: each device tree passes its own (``decode_loop``), because
+the loop's control flow is where GPUs and NPUs differ. Everything that owns variables
+lives here, so variable names, and therefore checkpoints, are the same in both trees.
+"""
+import collections
+import math
+
+from common.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout
+from common.tf_compat import tf
+
+ModelOutputs = collections.namedtuple(
+    "ModelOutputs", ["decoder_mels", "postnet_mels", "stop_logits", "alignments"])
+Losses = collections.namedtuple(
+    "Losses", ["total", "decoder", "postnet", "stop", "regularization"])
+DecoderState = collections.namedtuple(
+    "DecoderState", ["lstm", "context", "alignments", "cumulative_alignments"])
+
+# Salts that keep the random streams of different layers apart.
+_SALT_PRENET = 10
+_SALT_DECODER_ZONEOUT = 20
+_SALT_TEACHER_COIN = 30
+_SALT_ENCODER_ZONEOUT = 40
+
+
+def encoder_side(hp):
+    """Spatial side left after the strided blocks."""
+    side = hp.img_size
+    for _ in range(hp.enc_conv_num_blocks):
+        side = (side + 1) // 2
+    return side
+
+
+def encode(inputs, speaker_embeddings, hp, is_training, noise):
+    """Face windows [B, T, S, S, 3] -> per-frame encodings [B, T, 2*lstm + speaker]."""
+    x = inputs
+    with tf.variable_scope("encoder"):
+        for block in range(hp.enc_conv_num_blocks):
+            filters = hp.num_init_filters * 2 ** block
+            with tf.variable_scope("block%d" % block):
+                x = conv3d_bn_relu(x, filters, hp.enc_conv_kernel_size, (1, 2, 2), is_training, "conv0")
+                for layer in range(1, hp.enc_conv_num_layers):
+                    x = x + conv3d_bn_relu(x, filters, hp.enc_conv_kernel_size, (1, 1, 1),
+                                           is_training, "conv%d" % layer)
+        side = encoder_side(hp)
+        channels = hp.num_init_filters * 2 ** (hp.enc_conv_num_blocks - 1)
+        x = tf.reshape(x, [-1, hp.T, side * side * channels])
+        cells = [ZoneoutLSTMCell(hp.encoder_lstm_units, hp.zoneout_rate, is_training, name)
+                 for name in ("lstm_fw", "lstm_bw")]
+        if is_training:
+            shape = tf.concat([tf.shape(x)[:2], [2 * hp.encoder_lstm_units]], axis=0)
+            fw_in = tf.concat([x, noise.uniform(shape, _SALT_ENCODER_ZONEOUT)], axis=-1)
+            bw_in = tf.concat([x, noise.uniform(shape, _SALT_ENCODER_ZONEOUT + 1)], axis=-1)
+        else:
+            fw_in = bw_in = x
+        # Every window has the full T frames, so the backward pass is a plain reversal.
+        fw_out, _ = tf.nn.dynamic_rnn(cells[0], fw_in, dtype=tf.float32, scope="fw")
+        bw_out, _ = tf.nn.dynamic_rnn(cells[1], tf.reverse(bw_in, axis=[1]), dtype=tf.float32, scope="bw")
+        bw_out = tf.reverse(bw_out, axis=[1])
+        outputs = tf.concat([fw_out, bw_out], axis=-1)
+        tiled = tf.tile(speaker_embeddings[:, None, :], [1, hp.T, 1])
+        return tf.concat([outputs, tiled], axis=-1)
+
+
+class DecoderCell(object):
+    """One decoder step: prenet -> LSTMs -> location-sensitive attention -> projections.
+
+    Device trees drive it with their own loops; the cell owns every decoder variable.
+    """
+
+    def __init__(self, hp, memory, is_training, noise):
+        self.hp = hp
+        self.memory = memory
+        self.is_training = is_training
+        self.noise = noise
+        self.prenet = [tf.layers.Dense(units, activation=tf.nn.relu, name="prenet_%d" % i)
+                       for i, units in enumerate(hp.prenet_layers)]
+        self.lstms = [ZoneoutLSTMCell(hp.decoder_lstm_units, hp.zoneout_rate, is_training,
+                                      "decoder_lstm_%d" % i) for i in range(hp.decoder_layers)]
+        self.query_layer = tf.layers.Dense(hp.attention_dim, use_bias=False, name="query_layer")
+        self.location_conv = tf.layers.Conv1D(hp.attention_filters, hp.attention_kernel, padding="same",
+                                              use_bias=False, name="location_conv")
+        self.location_layer = tf.layers.Dense(hp.attention_dim, use_bias=False, name="location_layer")
+        self.keys = tf.layers.dense(memory, hp.attention_dim, use_bias=False, name="memory_layer")
+        self.attention_v = tf.get_variable("attention_v", [hp.attention_dim])
+        self.attention_b = tf.get_variable("attention_bias", [hp.attention_dim],
+                                           initializer=tf.zeros_initializer())
+        self.frame_projection = tf.layers.Dense(hp.num_mels * hp.outputs_per_step, name="frame_projection")
+        self.stop_projection = tf.layers.Dense(hp.outputs_per_step, name="stop_projection")
+
+    def zero_state(self, batch_size):
+        units = self.hp.decoder_lstm_units
+        zeros = lambda width: tf.zeros(tf.stack([batch_size, width]))
+        time = self.memory.shape[1]
+        return DecoderState(
+            lstm=tuple(tf.nn.rnn_cell.LSTMStateTuple(zeros(units), zeros(units)) for _ in self.lstms),
+            context=zeros(int(self.memory.shape[-1])),
+            alignments=zeros(int(time)),
+            cumulative_alignments=zeros(int(time)))
+
+    def go_frame(self, batch_size):
+        return tf.zeros(tf.stack([batch_size, self.hp.num_mels]))
+
+    def step(self, previous_frame, state, step):
+        """Returns (frames [B, r*mels], stop_logits [B, r], new state)."""
+        x = previous_frame
+        for i, layer in enumerate(self.prenet):
+            x = dropout(layer(x), self.hp.dropout_rate, self.noise, _SALT_PRENET + i, step)
+        x = tf.concat([x, state.context], axis=-1)
+        new_lstm = []
+        for i, cell in enumerate(self.lstms):
+            if self.is_training:
+                shape = tf.stack([tf.shape(x)[0], 2 * self.hp.decoder_lstm_units])
+                x = tf.concat([x, self.noise.uniform(shape, _SALT_DECODER_ZONEOUT + i, step)], axis=-1)
+            x, lstm_state = cell(x, state.lstm[i])
+            new_lstm.append(lstm_state)
+        alignments, cumulative = self._attend(x, state.cumulative_alignments)
+        context = tf.reduce_sum(alignments[:, :, None] * self.memory, axis=1)
+        projection_input = tf.concat([x, context], axis=-1)
+        frames = self.frame_projection(projection_input)
+        stop_logits = self.stop_projection(projection_input)
+        return frames, stop_logits, DecoderState(tuple(new_lstm), context, alignments, cumulative)
+
+    def _attend(self, query, cumulative):
+        location = self.location_layer(self.location_conv(cumulative[:, :, None]))
+        energy = tf.reduce_sum(self.attention_v * tf.tanh(
+            self.keys + self.query_layer(query)[:, None, :] + location + self.attention_b), axis=-1)
+        alignments = tf.nn.softmax(energy, axis=-1)
+        return alignments, cumulative + alignments
+
+    def next_input(self, frames, target_frame, teacher_forcing_ratio, step):
+        """Scheduled teacher forcing: one coin per step for the whole batch."""
+        predicted = frames[:, -self.hp.num_mels:]
+        if target_frame is None:
+            return predicted
+        coin = self.noise.uniform([], _SALT_TEACHER_COIN, step)
+        return tf.cond(coin < teacher_forcing_ratio, lambda: target_frame, lambda: predicted)
+
+
+def postnet(mels, hp, is_training):
+    x = mels
+    with tf.variable_scope("postnet"):
+        for i in range(hp.postnet_num_layers - 1):
+            x = conv1d_bn(x, hp.postnet_channels, hp.postnet_kernel_size, tf.tanh, is_training, "conv%d" % i)
+        x = conv1d_bn(x, hp.num_mels, hp.postnet_kernel_size, None, is_training,
+                      "conv%d" % (hp.postnet_num_layers - 1))
+    return mels + x
+
+
+class Lip2Wav(object):
+    """Face windows in, mel windows out; the decode loop comes from the device tree.
+
+    ``decode_loop(cell, batch_size, max_iters, target_frames, teacher_forcing_ratio)`` returns
+    (frames [B, steps, r*mels], stop_logits [B, steps, r], alignments [B, steps, T]).
+    ``target_frames`` is [B, steps, mels] (the last frame of every group of r) or None.
+    """
+
+    def __init__(self, hp, decode_loop):
+        self.hp = hp
+        self.decode_loop = decode_loop
+
+    def build(self, inputs, speaker_embeddings, mel_targets=None, is_training=False,
+              global_step=None, teacher_forcing_ratio=None):
+        hp = self.hp
+        seed = global_step if global_step is not None else tf.constant(hp.tacotron_random_seed)
+        noise = Noise(seed)
+        batch_size = inputs.shape[0].value if inputs.shape[0].value is not None else tf.shape(inputs)[0]
+        with tf.variable_scope("lip2wav"):
+            memory = encode(inputs, speaker_embeddings, hp, is_training, noise)
+            with tf.variable_scope("decoder"):
+                cell = DecoderCell(hp, memory, is_training, noise)
+                target_frames = None
+                if mel_targets is not None:
+                    r = hp.outputs_per_step
+                    target_frames = mel_targets[:, r - 1::r, :]
+                    if teacher_forcing_ratio is None:
+                        teacher_forcing_ratio = tf.constant(1.0)
+                frames, stop_logits, alignments = self.decode_loop(
+                    cell, batch_size, hp.max_iters, target_frames, teacher_forcing_ratio)
+            decoder_mels = tf.reshape(frames, [batch_size, -1, hp.num_mels])
+            stop_logits = tf.reshape(stop_logits, [batch_size, -1])
+            postnet_mels = postnet(decoder_mels, hp, is_training)
+        return ModelOutputs(decoder_mels, postnet_mels, stop_logits, alignments)
+
+
+def stop_targets(mel_targets):
+    """1 on the last frame of the window, 0 before it."""
+    frames = tf.shape(mel_targets)[1]
+    last = tf.cast(tf.equal(tf.range(frames), frames - 1), tf.float32)
+    return tf.zeros_like(mel_targets[:, :, 0]) + last[None, :]
+
+
+def losses(hp, outputs, mel_targets):
+    """MSE + L1 on decoder and postnet mels, stop-token cross-entropy, L2 on weights."""
+    def mel_loss(predicted):
+        return (tf.reduce_mean(tf.square(mel_targets - predicted))
+                + tf.reduce_mean(tf.abs(mel_targets - predicted)))
+    decoder = mel_loss(outputs.decoder_mels)
+    post = mel_loss(outputs.postnet_mels)
+    stop = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=stop_targets(mel_targets), logits=outputs.stop_logits))
+    weights = [v for v in tf.trainable_variables()
+               if not any(word in v.name.lower() for word in ("bias", "batch_normalization", "lstm"))]
+    regularization = hp.tacotron_reg_weight * tf.add_n([tf.nn.l2_loss(v) for v in weights])
+    return Losses(decoder + post + stop + regularization, decoder, post, stop, regularization)
+
+
+def learning_rate(hp, global_step):
+    """Exponential decay from tacotron_start_decay, floored at tacotron_final_learning_rate."""
+    step = tf.cast(global_step, tf.float32)
+    decayed = hp.tacotron_initial_learning_rate * tf.pow(
+        hp.tacotron_decay_rate, tf.maximum(step - hp.tacotron_start_decay, 0.0) / hp.tacotron_decay_steps)
+    return tf.maximum(decayed, hp.tacotron_final_learning_rate)
+
+
+def teacher_forcing_ratio(hp, global_step):
+    """Cosine decay from the initial to the final ratio over the decay window."""
+    step = tf.cast(global_step, tf.float32)
+    progress = tf.clip_by_value(
+        (step - hp.tacotron_teacher_forcing_start_decay) / hp.tacotron_teacher_forcing_decay_steps, 0.0, 1.0)
+    init, final = hp.tacotron_teacher_forcing_init_ratio, hp.tacotron_teacher_forcing_final_ratio
+    return final + (init - final) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+
+
+def train_op(hp, loss, global_step, wrap_optimizer=None):
+    """Adam with clipped gradients; ``wrap_optimizer`` lets a device add mixed precision."""
+    lr = learning_rate(hp, global_step)
+    optimizer = tf.train.AdamOptimizer(lr, hp.tacotron_adam_beta1, hp.tacotron_adam_beta2,
+                                       hp.tacotron_adam_epsilon)
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
+    variables = tf.trainable_variables()
+    gradients = [g for g, _ in optimizer.compute_gradients(loss, variables)]
+    clipped, grad_norm = tf.clip_by_global_norm(gradients, hp.tacotron_clip_norm)
+    with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+        op = optimizer.apply_gradients(zip(clipped, variables), global_step=global_step)
+    return op, lr, grad_norm
