@@ -288,15 +288,17 @@ class BatchSource(object):
     Batch k is drawn from its own RNG seeded with (seed, k) by worker k % workers and consumed in
     order, so the sequence depends only on the seed (also with several workers). Use as a context
     manager or call close(); after close() iteration stops. A worker's exception is re-raised by
-    the next ``next()``.
+    the next ``next()``. ``first_batch`` lets a resumed run continue the same sequence.
     """
 
-    def __init__(self, data_dir, split, hp, batch_size=None, seed=None, workers=2, depth=4, index=None):
+    def __init__(self, data_dir, split, hp, batch_size=None, seed=None, workers=2, depth=4, index=None,
+                 first_batch=0):
         self.hp = hp
         self.index = index if index is not None else ClipIndex(data_dir, split, hp)
         self.batch_size = int(batch_size or hp.tacotron_batch_size)
         self.seed = int(hp.tacotron_random_seed if seed is None else seed) & 0xffffffff
         self.workers = max(int(workers), 1)
+        self.first_batch = int(first_batch)
         if self.index.usable_windows == 0:
             raise DatasetError("no window of T=%d frames and mel_step_size=%d mel frames fits any clip of split %s; "
                                "use longer clips or smaller T/mel_step_size" % (hp.T, hp.mel_step_size, split))
@@ -394,7 +396,7 @@ class BatchSource(object):
 
     def _work(self, w):
         q = self._queues[w]
-        k = w
+        k = self.first_batch + w
         try:
             while not self._stop.is_set():
                 batch = self.make_batch(k)

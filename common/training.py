@@ -152,8 +152,8 @@ def train(backend, args):
         LOG.info("%s is already at step %d (>= --steps %d); nothing to do", args.run_dir, start_step, args.steps)
         return {}
     backend.describe_device(args)
-    source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size,
-                         seed=hp.tacotron_random_seed + start_step, workers=args.workers)
+    source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
+                         workers=args.workers, first_batch=start_step)
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
     graph = _Graph(backend, args, hp, source)
