@@ -39,11 +39,12 @@ class Backend(object):
     name: "gpu" or "npu"; decode_loop: see common.model.Lip2Wav; feeder_class: a Feeder
     (see gpu_training/feeder.py); add_arguments(parser): the tree's own flags;
     session_config(args) -> ConfigProto; wrap_optimizer(args) -> callable or None;
-    describe_device(args) logs the one line saying where the graph runs.
+    describe_device(args) logs the one line saying where the graph runs; errors: the tree's
+    own boundary errors, reported like the shared ones (one line, exit 2).
     """
 
     def __init__(self, name, decode_loop, feeder_class, add_arguments, session_config,
-                 wrap_optimizer, describe_device):
+                 wrap_optimizer, describe_device, errors=()):
         self.name = name
         self.decode_loop = decode_loop
         self.feeder_class = feeder_class
@@ -51,6 +52,7 @@ class Backend(object):
         self.session_config = session_config
         self.wrap_optimizer = wrap_optimizer
         self.describe_device = describe_device
+        self.errors = tuple(errors)
 
 
 def build_parser(backend):
@@ -252,7 +254,7 @@ def main(backend, argv=None):
     args = build_parser(backend).parse_args(argv)
     try:
         train(backend, args)
-    except (hparams_lib.HParamsError, DatasetError, TrainingError) as error:
+    except (hparams_lib.HParamsError, DatasetError, TrainingError) + backend.errors as error:
         print("error: %s" % error, file=sys.stderr)
         return 2
     return 0

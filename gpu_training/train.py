@@ -8,7 +8,7 @@ import sys
 from common import training
 from gpu_training import session
 from gpu_training.decoder import dynamic_decode_loop
-from gpu_training.feeder import Feeder
+from gpu_training.feeder import Feeder, FeederError
 
 
 def add_arguments(parser):
@@ -25,6 +25,7 @@ BACKEND = training.Backend(
     session_config=lambda args: session.session_config(mixed_precision=args.mixed_precision, xla=args.xla),
     wrap_optimizer=lambda args: (lambda opt: session.wrap_optimizer(opt, args.mixed_precision)),
     describe_device=lambda args: session.describe_device(),
+    errors=(FeederError,),
 )
 
 
