@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def _save(fig, path):
+    fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
