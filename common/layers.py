@@ -15,7 +15,9 @@ class Noise(object):
 
     def uniform(self, shape, salt, step=0):
         key = tf.stack([self.seed, tf.cast(salt * 100003 + step, tf.int32)])
-        return tf.random.stateless_uniform(shape, seed=key, dtype=tf.float32)
+        # The raw op is the one TF 1.15 has; TF 2.x's stateless_uniform emits V2 ops that
+        # a graph frozen on a workstation could not carry into a TF 1.15 image or ATC.
+        return tf.raw_ops.StatelessRandomUniform(shape=shape, seed=key, dtype=tf.float32)
 
 
 def dropout(x, rate, noise, salt, step=0):

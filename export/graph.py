@@ -54,6 +54,8 @@ def build_inference_graph(hp, target="gpu", batch_size=1):
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
     outputs = model_lib.Lip2Wav(hp, DECODE_LOOPS[target]).build(inputs, speakers, is_training=False)
     mels = tf.identity(outputs.postnet_mels, name=OUTPUT_NAME)
+    # Both loops run exactly max_iters steps at inference; say so for the dynamic one too.
+    mels.set_shape([batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels])
     alignments = tf.identity(outputs.alignments, name=ALIGNMENT_NAME)
     return inputs, mels, alignments
 

@@ -1,0 +1,88 @@
+"""Run a frozen Lip2Wav graph (export.freeze) with no model code: GraphDef + import_graph_def only.
+
+This is how a deployment without this repository's model code would use the export, and it
+proves the frozen file alone reproduces the checkpoint's mels.
+"""
+import json
+import os
+
+import numpy as np
+
+from common.tf_compat import tf
+
+DEFAULT_INPUT = "face_windows:0"
+DEFAULT_OUTPUT = "mel_outputs:0"
+
+
+class FrozenGraphError(ValueError):
+    """A frozen graph or manifest that cannot be used; the message names the fix."""
+
+
+class FrozenGraphRunner(object):
+    """Face windows -> mel windows from a frozen .pb, in fixed-size batches (the last one padded).
+
+    manifest_json defaults to the .json next to the .pb; without one, the standard tensor
+    names are used and the batch size is read from the input placeholder.
+    """
+
+    def __init__(self, pb_path, manifest_json=None):
+        self.manifest = self._read_manifest(pb_path, manifest_json)
+        graph_def = tf.GraphDef()
+        try:
+            with tf.io.gfile.GFile(pb_path, "rb") as f:
+                graph_def.ParseFromString(f.read())
+        except (IOError, tf.errors.OpError) as error:
+            raise FrozenGraphError("cannot read frozen graph %s (%s): run `python -m export.freeze` first"
+                                   % (pb_path, error))
+        input_name = self.manifest["input"]["tensor"] if self.manifest else DEFAULT_INPUT
+        output_name = self.manifest["outputs"][0]["tensor"] if self.manifest else DEFAULT_OUTPUT
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            try:
+                self.inputs, self.mels = tf.import_graph_def(graph_def, return_elements=[input_name, output_name],
+                                                             name="")
+            except (ValueError, KeyError) as error:
+                raise FrozenGraphError("%s has no tensors %s and %s (%s): pass a graph made by export.freeze"
+                                       % (pb_path, input_name, output_name, error))
+        self.batch_size = self.inputs.shape[0].value
+        if self.batch_size is None:
+            raise FrozenGraphError("%s has no static batch size: re-export it with export.freeze" % pb_path)
+        self.window_shape = tuple(self.inputs.shape.as_list()[1:])
+        self.output_shape = tuple(self.mels.shape.as_list()[1:])
+        self.session = tf.Session(graph=self.graph)
+
+    @staticmethod
+    def _read_manifest(pb_path, manifest_json):
+        path = manifest_json or os.path.splitext(pb_path)[0] + ".json"
+        if not os.path.isfile(path):
+            if manifest_json:
+                raise FrozenGraphError("manifest %s does not exist: pass the .json written next to the .pb"
+                                       % manifest_json)
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def predict(self, windows):
+        """windows [N, T, S, S, 3] in [0, 1] -> mels [N, mel_step_size, num_mels]."""
+        windows = np.asarray(windows, np.float32)
+        if tuple(windows.shape[1:]) != self.window_shape:
+            raise FrozenGraphError("windows have shape %s, the graph takes [N, %s]: crop faces to the exported "
+                                   "hparams" % (list(windows.shape), ", ".join(str(d) for d in self.window_shape)))
+        mels = []
+        for start in range(0, len(windows), self.batch_size):
+            chunk = windows[start:start + self.batch_size]
+            padded = np.zeros((self.batch_size,) + self.window_shape, np.float32)
+            padded[:len(chunk)] = chunk
+            mels.append(self.session.run(self.mels, {self.inputs: padded})[:len(chunk)])
+        if not mels:
+            return np.zeros((0,) + self.output_shape, np.float32)
+        return np.concatenate(mels)
+
+    def close(self):
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
