@@ -135,6 +135,9 @@ class HParams(object):
     def __eq__(self, other):
         return isinstance(other, HParams) and self._values == other._values
 
+    def __reduce__(self):
+        return HParams, (self._values,)
+
     def to_dict(self):
         return dict(self._values)
 
