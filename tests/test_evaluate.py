@@ -1,0 +1,89 @@
+"""Evaluation: scoring, the mean-mel baseline, the report files, and bad inputs."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from common import dataset
+from export import evaluate
+from tests.test_synthesize import make_untrained_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_untrained_run(str(tmp_path_factory.mktemp("run")))
+
+
+def _cli(capsys, *args):
+    """The entrypoint in-process (no TensorFlow start-up per call): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = evaluate.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_identical_audio_scores_top_marks_and_lengths_are_equalised(synthetic_data):
+    from common import audio
+    wav = audio.load_wav(os.path.join(synthetic_data, "preprocessed", "clip000", "audio.wav"), 16000)
+    scores = evaluate.score(wav, np.concatenate([wav, np.zeros(800, np.float32)]))
+    assert scores["stoi"] > 0.99 and scores["estoi"] > 0.99 and scores["pesq"] > 4.0
+    noise = np.random.RandomState(0).randn(len(wav)).astype(np.float32) * 0.1
+    assert evaluate.score(wav, noise)["stoi"] < 0.3
+
+
+def test_baseline_is_the_per_band_mean_of_every_training_frame(synthetic_data, synthetic_hp):
+    index = dataset.ClipIndex(synthetic_data, "train", synthetic_hp)
+    frames = np.concatenate([dataset.load_mels(c, synthetic_hp) for c in index.clips], axis=1)
+    np.testing.assert_allclose(evaluate.mean_mel(synthetic_data, synthetic_hp), frames.mean(axis=1), atol=1e-5)
+
+
+def test_evaluate_writes_csv_json_and_prints_the_reference_rows(run_dir, synthetic_data, tmp_path, capsys):
+    out = str(tmp_path / "eval")
+    code, stdout, stderr = _cli(capsys, "--checkpoint", run_dir, "--data", synthetic_data, "--split", "test",
+                                "--out", out)
+    assert code == 0, stderr
+    with open(os.path.join(out, "scores.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["clip"] for r in rows] == ["clip008", "clip009"]
+    assert set(rows[0]) >= {"model_pesq", "model_stoi", "model_estoi", "baseline_pesq", "baseline_stoi",
+                            "baseline_estoi"}
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["clips"] == 2 and set(summary["model"]) == {"pesq", "stoi", "estoi"}
+    assert summary["reference"]["paper (chess)"] == {"pesq": 1.400, "stoi": 0.418, "estoi": 0.290}
+    for name in ("mean-mel baseline", "paper (chess)", "public checkpoint 324k (chess)", "NPU port 360k (chess)"):
+        assert name in stdout
+    assert sorted(os.listdir(os.path.join(out, "wavs"))) == [
+        "clip008.baseline.wav", "clip008.wav", "clip009.baseline.wav", "clip009.wav"]
+
+
+def test_missing_checkpoint_is_one_error_line(synthetic_data, tmp_path, capsys):
+    code, _, stderr = _cli(capsys, "--checkpoint", str(tmp_path / "none"), "--data", synthetic_data,
+                           "--out", str(tmp_path / "eval"))
+    assert code == 2
+    assert "does not exist" in _error_line(stderr)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_missing_split_is_one_error_line(run_dir, synthetic_data, tmp_path, capsys):
+    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--data", synthetic_data, "--split", "nosuch",
+                           "--out", str(tmp_path / "eval"))
+    assert code == 2
+    assert "nosuch.txt" in _error_line(stderr)
+
+
+def test_unwritable_output_is_one_error_line(run_dir, synthetic_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--data", synthetic_data,
+                           "--out", str(blocker / "eval"))
+    assert code == 2
+    assert "cannot write" in _error_line(stderr)

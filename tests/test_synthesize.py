@@ -1,0 +1,208 @@
+"""Synthesis: window stitching (pure), and the CLI on good and bad inputs with a random-weight checkpoint."""
+import os
+
+import numpy as np
+import pytest
+
+from common import audio, dataset, hparams, synthetic
+from common.tf_compat import tf
+from export import graph
+from export import synthesize
+
+
+def _starts(hp, num_frames):
+    stride = hp.T - hp.overlap
+    starts = [0]
+    while starts[-1] + hp.T < num_frames:
+        starts.append(starts[-1] + stride)
+    return [dataset.mel_start(s, hp) for s in starts]
+
+
+@pytest.mark.parametrize("preset", ["synthetic", "default"])
+@pytest.mark.parametrize("seconds", [0.2, 1.0, 2.0, 4.0, 7.3, 30.0])
+def test_constant_windows_stitch_to_a_constant_of_the_clip_length(preset, seconds):
+    hp = hparams.resolve(preset)
+    num_frames = int(round(seconds * hp.fps))
+    starts = _starts(hp, num_frames)
+    total = audio.num_frames(synthesize.num_samples(num_frames, hp), hp)
+    windows = np.full((len(starts), hp.mel_step_size, 3), -1.5, np.float32)
+    mel = synthesize.stitch(windows, starts, total, hp.mel_overlap)
+    assert mel.shape == (total, 3)
+    np.testing.assert_allclose(mel, -1.5, rtol=0, atol=1e-6)
+
+
+def test_stitch_crossfades_linearly_over_mel_overlap():
+    windows = np.stack([np.zeros((10, 1)), np.ones((10, 1))]).astype(np.float32)
+    mel = synthesize.stitch(windows, [0, 6], 16, 4)[:, 0]
+    np.testing.assert_allclose(mel[:6], 0.0)
+    np.testing.assert_allclose(mel[6:10], [0.2, 0.4, 0.6, 0.8], atol=1e-6)
+    np.testing.assert_allclose(mel[10:], 1.0)
+
+
+def test_stitch_centres_a_short_crossfade_in_a_longer_overlap():
+    windows = np.stack([np.zeros((10, 1)), np.ones((10, 1))]).astype(np.float32)
+    mel = synthesize.stitch(windows, [0, 4], 14, 2)[:, 0]
+    np.testing.assert_allclose(mel, [0] * 6 + [1 / 3.0, 2 / 3.0] + [1] * 6, atol=1e-6)
+
+
+def test_stitch_keeps_each_window_where_it_is_alone_and_pads_or_trims_the_end():
+    rng = np.random.RandomState(0)
+    windows = rng.randn(3, 8, 2).astype(np.float32)
+    mel = synthesize.stitch(windows, [0, 6, 12], 22, 2)
+    np.testing.assert_allclose(mel[:6], windows[0, :6])
+    np.testing.assert_allclose(mel[8:12], windows[1, 2:6])
+    np.testing.assert_allclose(mel[14:20], windows[2, 2:])
+    np.testing.assert_allclose(mel[20:], np.repeat(windows[2, -1:], 2, axis=0))
+    assert synthesize.stitch(windows[:1], [0], 5, 2).shape == (5, 2)
+
+
+def test_stitch_joins_abutting_windows_and_rejects_gaps():
+    windows = np.stack([np.zeros((4, 1)), np.ones((4, 1))]).astype(np.float32)
+    np.testing.assert_allclose(synthesize.stitch(windows, [0, 4], 8, 2)[:, 0], [0] * 4 + [1] * 4)
+    with pytest.raises(ValueError):
+        synthesize.stitch(windows, [0, 5], 9, 2)
+
+
+def make_untrained_run(run):
+    """A run directory with a random-weight checkpoint: fast, and enough to test the plumbing."""
+    hp = hparams.resolve("synthetic")
+    os.makedirs(os.path.join(run, "checkpoints"))
+    hp.save(os.path.join(run, "hparams.json"))
+    with tf.Graph().as_default():
+        tf.set_random_seed(0)
+        graph.build_inference_graph(hp, "gpu", 1)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, os.path.join(run, "checkpoints", "model.ckpt"), global_step=1)
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_untrained_run(str(tmp_path_factory.mktemp("run")))
+
+
+def _cli(capsys, *args):
+    """The entrypoint in-process (no TensorFlow start-up per call): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = synthesize.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_clip_folder_gives_a_wav_of_the_clip_duration_and_a_plot(run_dir, synthetic_data, synthetic_hp, tmp_path):
+    clip = os.path.join(synthetic_data, "preprocessed", "clip009")
+    out = str(tmp_path / "out" / "speech.wav")
+    written = synthesize.synthesize(run_dir, clip, out, batch_size=2, plot=True)
+    assert sorted(written) == sorted([out, str(tmp_path / "out" / "speech.png")])
+    expected = len(audio.load_wav(os.path.join(clip, "audio.wav"), 16000, rescaling_max=None))
+    assert len(audio.load_wav(out, 16000, rescaling_max=None)) == expected
+
+
+def test_input_shorter_than_one_window_is_padded_then_trimmed(run_dir, synthetic_hp, tmp_path):
+    frames, wav = synthetic.render_clip(3, synthetic_hp, seconds=0.5)
+    clip = tmp_path / "short"
+    clip.mkdir()
+    synthetic._write_clip(str(clip), frames, wav, synthetic_hp)
+    assert len(frames) < synthetic_hp.T
+    out = str(tmp_path / "short.wav")
+    synthesize.synthesize(run_dir, str(clip), out)
+    assert len(audio.load_wav(out, 16000, rescaling_max=None)) == len(wav)
+
+
+def test_video_input_with_mux(run_dir, synthetic_hp, tmp_path, capsys):
+    from common import synthetic_raw
+    (path,) = synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=1, seconds=1.2,
+                                               frame_size=320)
+    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", path, "--out", str(tmp_path / "v.wav"),
+                           "--mux")
+    assert code == 0, stderr
+    assert len(audio.load_wav(str(tmp_path / "v.wav"), 16000)) == 19200
+    assert os.path.getsize(str(tmp_path / "v.mp4")) > 0
+
+
+def test_silent_video_is_cropped_like_training_and_gives_its_duration(run_dir, synthetic_hp, tmp_path):
+    from common import video
+    frames, _ = synthetic.render_clip(5, synthetic_hp, seconds=1.0, frame_size=320)
+    path = str(tmp_path / "silent.mp4")
+    video.write_video(frames, None, synthetic_hp.fps, path)
+    out = str(tmp_path / "silent.wav")
+    synthesize.synthesize(run_dir, path, out, plot=True)
+    assert len(audio.load_wav(out, 16000, rescaling_max=None)) == 16000
+    assert os.path.isfile(str(tmp_path / "silent.png"))
+
+
+def test_folder_of_videos_gives_one_wav_each(run_dir, synthetic_hp, tmp_path):
+    from common import synthetic_raw
+    synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=2, seconds=1.0, frame_size=320)
+    written = synthesize.synthesize(run_dir, str(tmp_path / "raw"), str(tmp_path / "wavs"))
+    assert sorted(os.path.relpath(p, str(tmp_path / "wavs")) for p in written) == [
+        os.path.join("videos", "clip000.wav"), os.path.join("videos", "clip001.wav")]
+
+
+def test_missing_checkpoint_is_one_error_line(tmp_path, synthetic_data, capsys):
+    out = tmp_path / "x.wav"
+    code, _, stderr = _cli(capsys, "--checkpoint", str(tmp_path / "nope"), "--video",
+                           os.path.join(synthetic_data, "preprocessed", "clip009"), "--out", str(out))
+    assert code == 2
+    assert "does not exist" in _error_line(stderr)
+    assert not out.exists()
+
+
+def test_checkpoint_that_does_not_match_its_hparams_is_one_error_line(run_dir, synthetic_data, tmp_path,
+                                                                     capsys):
+    bad = tmp_path / "bad_run"
+    os.makedirs(str(bad / "checkpoints"))
+    for name in os.listdir(os.path.join(run_dir, "checkpoints")):
+        with open(os.path.join(run_dir, "checkpoints", name), "rb") as src:
+            (bad / "checkpoints" / name).write_bytes(src.read())
+    with open(str(bad / "checkpoints" / "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "model.ckpt-1"\n')
+    hparams.resolve("synthetic", overrides="encoder_lstm_units=32").save(str(bad / "hparams.json"))
+    out = tmp_path / "x.wav"
+    code, _, stderr = _cli(capsys, "--checkpoint", str(bad), "--video",
+                           os.path.join(synthetic_data, "preprocessed", "clip009"), "--out", str(out))
+    assert code == 2
+    assert "does not match" in _error_line(stderr)
+    assert not out.exists()
+
+
+def test_video_without_a_face_is_one_error_line(run_dir, synthetic_hp, tmp_path, capsys):
+    from common import video
+    frames = np.full((20, 96, 96, 3), 128, np.uint8)
+    path = str(tmp_path / "noface.mp4")
+    video.write_video(frames, np.zeros(int(16000 * 20 / 30.0), np.float32), 30, path)
+    out = tmp_path / "x.wav"
+    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", path, "--out", str(out))
+    assert code == 2
+    assert "no face" in _error_line(stderr)
+    assert not out.exists()
+    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a video at all"])
+def test_video_without_frames_is_one_error_line(run_dir, tmp_path, content, capsys):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(content)
+    out = tmp_path / "x.wav"
+    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", str(path), "--out", str(out))
+    assert code == 2
+    _error_line(stderr)
+    assert not out.exists()
+
+
+def test_unwritable_output_is_one_error_line(run_dir, synthetic_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "speech.wav"
+    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video",
+                           os.path.join(synthetic_data, "preprocessed", "clip009"), "--out", str(out))
+    assert code == 2
+    assert "cannot write" in _error_line(stderr)
+    assert blocker.read_text() == "x"
