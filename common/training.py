@@ -98,7 +98,7 @@ def resolve_run_hparams(args):
     return restored
 
 
-class _Graph(object):
+class TrainingGraph(object):
     """The training graph: feeder -> model -> losses -> train op, plus summaries."""
 
     def __init__(self, backend, args, hp, source):
@@ -158,7 +158,7 @@ def train(backend, args):
                          workers=args.workers, first_batch=start_step)
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
-    graph = _Graph(backend, args, hp, source)
+    graph = TrainingGraph(backend, args, hp, source)
     writer = tf.summary.FileWriter(args.run_dir)
     history = {"step": [], "loss": [], "step_seconds": []}
     started = time.time()

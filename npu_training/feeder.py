@@ -19,41 +19,11 @@ import queue
 import threading
 import time
 
-import numpy as np
-
+from common.feeding import KEYS, FeederError, batch_shapes, check_batch
 from common.tf_compat import tf
 
 LOG = logging.getLogger(__name__)
-KEYS = ("inputs", "mel_targets", "speaker_embeddings")
 _POLL_SECONDS = 0.5  # how often a blocked get/put looks for stop() or a worker error
-
-
-class FeederError(RuntimeError):
-    """The data feeder failed or was misused; the message names the fix."""
-
-
-def batch_shapes(hp, batch_size):
-    """Static shape of every batch key: the NPU graph is compiled for exactly these."""
-    return {
-        "inputs": (batch_size, hp.T, hp.img_size, hp.img_size, 3),
-        "mel_targets": (batch_size, hp.mel_step_size, hp.num_mels),
-        "speaker_embeddings": (batch_size, hp.speaker_embedding_dim),
-    }
-
-
-def check_batch(batch, shapes):
-    """Return the batch's arrays in KEYS order as contiguous float32, or raise naming the mismatch."""
-    values = []
-    for key in KEYS:
-        if key not in batch:
-            raise FeederError("batch has no key %r (keys: %s): the source must yield %s"
-                              % (key, sorted(batch), ", ".join(KEYS)))
-        value = np.ascontiguousarray(batch[key], dtype=np.float32)
-        if value.shape != shapes[key]:
-            raise FeederError("batch %r has shape %s, the graph expects %s: build the source and the "
-                              "feeder with the same hparams and batch size" % (key, value.shape, shapes[key]))
-        values.append(value)
-    return values
 
 
 class Feeder(object):
@@ -141,33 +111,3 @@ class Feeder(object):
             LOG.error("feeder worker failed", exc_info=True)
             self._error = error
 
-
-def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, config=None):
-    """Batches per second ``feeder_class`` (either tree's Feeder) supplies to a trivial graph.
-
-    The graph only reduces each batch tensor, so the rate is the feeder's ceiling; compare it
-    with the model's steps per second. Takes ownership of ``source`` (stop() closes it).
-    Returns a dict: batches_per_second, seconds, wait_share (loop time spent waiting), steps.
-    """
-    graph = tf.Graph()
-    with graph.as_default():
-        feeder = feeder_class(source, hp, batch_size)
-        consume = tf.add_n([tf.reduce_sum(t) for t in (feeder.inputs, feeder.mel_targets, feeder.speaker_embeddings)])
-        with tf.Session(graph=graph, config=config) as sess:
-            feeder.start(sess)
-            try:
-                for _ in range(warmup):
-                    sess.run(consume, feed_dict=feeder.feed_dict())
-                waited = feeder.wait_seconds
-                began = time.monotonic()
-                for _ in range(steps):
-                    sess.run(consume, feed_dict=feeder.feed_dict())
-                seconds = time.monotonic() - began
-                waited = feeder.wait_seconds - waited
-            except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
-                feeder.check()
-                raise
-            finally:
-                feeder.stop()
-    return {"batches_per_second": steps / seconds, "seconds": seconds,
-            "wait_share": waited / seconds, "steps": steps}

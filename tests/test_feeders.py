@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common.tf_compat import tf
+from export.bench import bench_feeder
 from gpu_training import feeder as gpu_feeder
 from npu_training import feeder as npu_feeder
 
@@ -171,7 +172,7 @@ def test_misuse_names_the_fix(module):
 
 @pytest.mark.parametrize("feeder_class", FEEDERS)
 def test_bench_feeder_reports_a_rate(feeder_class):
-    result = run_with_timeout(lambda: npu_feeder.bench_feeder(feeder_class, FakeSource(), HP, BATCH, steps=5, warmup=1))
+    result = run_with_timeout(lambda: bench_feeder(feeder_class, FakeSource(), HP, BATCH, steps=5, warmup=1))
     assert result["steps"] == 5
     assert result["batches_per_second"] > 0
     assert 0.0 <= result["wait_share"] <= 1.0
