@@ -6,11 +6,11 @@ frozen for TF serving or converted by ATC: ``face_windows`` [batch, T, S, S, 3] 
 """
 import os
 
-import numpy as np
 
 from common import hparams as hparams_lib
 from common import model as model_lib
 from common.tf_compat import tf
+from export.batching import run_in_batches
 from gpu_training.decoder import dynamic_decode_loop
 from npu_training.decoder import static_decode_loop
 
@@ -80,18 +80,10 @@ class CheckpointPredictor(object):
 
     def predict(self, windows, with_alignments=False):
         """windows [N, T, S, S, 3] -> mels [N, mel_step_size, num_mels] (and alignments)."""
-        mels, alignments = [], []
-        for start in range(0, len(windows), self.batch_size):
-            chunk = windows[start:start + self.batch_size]
-            padded = np.zeros((self.batch_size,) + tuple(chunk.shape[1:]), np.float32)
-            padded[:len(chunk)] = chunk
-            m, a = self.session.run([self.mels, self.alignments], {self.inputs: padded})
-            mels.append(m[:len(chunk)])
-            alignments.append(a[:len(chunk)])
-        mels = np.concatenate(mels) if mels else np.zeros((0, self.hp.mel_step_size, self.hp.num_mels), np.float32)
-        if with_alignments:
-            return mels, np.concatenate(alignments)
-        return mels
+        mels, alignments = run_in_batches(
+            lambda batch: self.session.run([self.mels, self.alignments], {self.inputs: batch}),
+            windows, self.batch_size)
+        return (mels, alignments) if with_alignments else mels
 
     def close(self):
         self.session.close()

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from common.tf_compat import tf
+from export.batching import run_in_batches
 
 DEFAULT_INPUT = "face_windows:0"
 DEFAULT_OUTPUT = "mel_outputs:0"
@@ -48,7 +49,6 @@ class FrozenGraphRunner(object):
         if self.batch_size is None:
             raise FrozenGraphError("%s has no static batch size: re-export it with export.freeze" % pb_path)
         self.window_shape = tuple(self.inputs.shape.as_list()[1:])
-        self.output_shape = tuple(self.mels.shape.as_list()[1:])
         self.session = tf.Session(graph=self.graph)
 
     @staticmethod
@@ -68,15 +68,8 @@ class FrozenGraphRunner(object):
         if tuple(windows.shape[1:]) != self.window_shape:
             raise FrozenGraphError("windows have shape %s, the graph takes [N, %s]: crop faces to the exported "
                                    "hparams" % (list(windows.shape), ", ".join(str(d) for d in self.window_shape)))
-        mels = []
-        for start in range(0, len(windows), self.batch_size):
-            chunk = windows[start:start + self.batch_size]
-            padded = np.zeros((self.batch_size,) + self.window_shape, np.float32)
-            padded[:len(chunk)] = chunk
-            mels.append(self.session.run(self.mels, {self.inputs: padded})[:len(chunk)])
-        if not mels:
-            return np.zeros((0,) + self.output_shape, np.float32)
-        return np.concatenate(mels)
+        return run_in_batches(lambda batch: [self.session.run(self.mels, {self.inputs: batch})],
+                              windows, self.batch_size)[0]
 
     def close(self):
         self.session.close()
