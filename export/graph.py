@@ -6,7 +6,6 @@ frozen for TF serving or converted by ATC: ``face_windows`` [batch, T, S, S, 3] 
 """
 import os
 
-
 from common import hparams as hparams_lib
 from common import model as model_lib
 from common.tf_compat import tf
