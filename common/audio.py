@@ -12,13 +12,14 @@ Frame count: the STFT is centred, so a waveform of L samples gives exactly
 frame ``round(i * 80 / fps)``, i.e. the mel frame centred on the video frame's time.
 """
 import os
-import tempfile
 from math import gcd
 
 import librosa
 import numpy as np
 import soundfile as sf
 from scipy import signal
+
+from common import atomic
 
 _MEL_BASIS = {}
 _INV_MEL_BASIS = {}
@@ -59,15 +60,8 @@ def save_wav(wav, path, sample_rate):
     save/load round trip does not change the signal beyond quantisation.
     """
     wav = np.clip(np.asarray(wav, dtype=np.float64), -1.0, 1.0)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".wav")
-    os.close(fd)
-    try:
+    with atomic.replacing(path, ".wav") as tmp:
         sf.write(tmp, wav, int(sample_rate), subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def preemphasis(wav, k, preemphasize=True):

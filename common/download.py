@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 
+from common import atomic
 from common import video
 
 LOG = logging.getLogger(__name__)
@@ -204,10 +205,7 @@ def _one_line(text):
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv=None):

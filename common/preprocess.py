@@ -22,6 +22,7 @@ import time
 import cv2
 import numpy as np
 
+from common import atomic
 from common import faces
 from common import video
 
@@ -46,12 +47,13 @@ class ClipFault(Exception):
 
 Options = collections.namedtuple(
     "Options", "detector detect_max_side smooth_frames max_gap_seconds max_missing margin jpeg_quality min_frames")
+MARGIN = 0.1  # crop = detected face box grown by this fraction per side; common.synthetic crops the same way
 
 
 def default_options(hp, **overrides):
-    """Preprocessing knobs; ``margin`` matches common.synthetic's crop so both data kinds look alike."""
+    """Preprocessing knobs."""
     values = dict(detector=faces.DEFAULT_DETECTOR, detect_max_side=640, smooth_frames=5, max_gap_seconds=0.5,
-                  max_missing=0.2, margin=0.1, jpeg_quality=95, min_frames=hp.T)
+                  max_missing=0.2, margin=MARGIN, jpeg_quality=95, min_frames=hp.T)
     unknown = set(overrides) - set(values)
     if unknown:
         raise PreprocessError("unknown preprocessing option(s) %s" % ", ".join(sorted(unknown)))
@@ -129,13 +131,49 @@ def detect_clip(path, fps, detector, max_side):
     return boxes, (info.width, info.height)
 
 
-def preprocess_clip(path, out_dir, hp, opts, detector=None):
+def crop_video(path, out_dir, hp, opts, detector=None, max_frames=None):
+    """Write the face crops of a video as ``out_dir/<i>.jpg`` (detect, fill and smooth boxes, crop, JPEG).
+
+    At most ``max_frames`` frames are kept (the ones the audio covers). Returns (crop boxes
+    [n, 3] of (x0, y0, side), detections [n, 5], frames without a face, (width, height));
+    raises ClipFault for a video that cannot give ``opts.min_frames`` usable frames.
+    """
+    detector = detector or faces.make_detector(opts.detector)
+    try:
+        boxes, (width, height) = detect_clip(path, hp.fps, detector, opts.detect_max_side)
+    except video.VideoError as exc:
+        raise ClipFault("unreadable", str(exc))
+    n = len(boxes) if max_frames is None else min(len(boxes), max_frames)
+    if n < max(1, opts.min_frames):
+        raise ClipFault("too_short", "%d usable frames, fewer than min_frames=%d" % (n, opts.min_frames))
+    boxes = boxes[:n]
+    filled, n_missing = fill_boxes(boxes[:, :4], hp.fps, opts)
+    crops = crop_boxes(filled, opts.margin, width, height)
+    written = 0
+    try:
+        for batch in video.iter_frames(path, fps=hp.fps):
+            for frame in batch[:n - written]:
+                x, y, side = crops[written]
+                face = cv2.resize(frame[y:y + side, x:x + side], (hp.img_size, hp.img_size),
+                                  interpolation=cv2.INTER_AREA if side >= hp.img_size else cv2.INTER_CUBIC)
+                write_jpeg(os.path.join(out_dir, "%d.jpg" % written), face, opts.jpeg_quality)
+                written += 1
+    except video.VideoError as exc:
+        raise ClipFault("unreadable", str(exc))
+    if written != n:
+        raise ClipFault("unreadable", "second decode gave %d frames, first gave %d" % (written, n))
+    return crops, boxes, n_missing, (width, height)
+
+
+def preprocess_clip(path, out_dir, hp, opts, detector=None, require_audio=True):
     """Turn one video into ``out_dir`` (built in a temp folder beside the other clips, then renamed).
 
-    Returns per-clip stats; raises ClipFault for a clip that cannot be used (nothing is left behind).
+    Training needs the audio, so a video without an audio track is a ClipFault("no_audio");
+    with ``require_audio=False`` (synthesis from silent video) such a video gives only the
+    crops and boxes.npy. Returns per-clip stats; raises ClipFault for a clip that cannot be
+    used (nothing is left behind).
     """
     from common import audio
-    detector = detector or faces.make_detector(opts.detector)
     root, rel = _tmp_root(out_dir)
     tmp = os.path.join(root, TMP_DIR, rel.replace("/", "__") + ".%d" % os.getpid())
     try:
@@ -146,49 +184,35 @@ def preprocess_clip(path, out_dir, hp, opts, detector=None):
             info = video.probe(path)
         except video.VideoError as exc:
             raise ClipFault("unreadable", str(exc))
-        if not info.has_audio:
+        if require_audio and not info.has_audio:
             raise ClipFault("no_audio", "video has no audio track")
         wav_path = os.path.join(tmp, "audio.wav")
-        try:
-            video.extract_audio(path, wav_path, hp.sample_rate)
-            boxes, (width, height) = detect_clip(path, hp.fps, detector, opts.detect_max_side)
-        except video.VideoError as exc:
-            raise ClipFault("unreadable", str(exc))
-        wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
         samples_per_frame = hp.sample_rate / float(hp.fps)
-        n = min(len(boxes), int(np.floor(len(wav) / samples_per_frame + 1e-6)))
-        if n < max(1, opts.min_frames):
-            raise ClipFault("too_short", "%d aligned frames, fewer than min_frames=%d" % (n, opts.min_frames))
-        boxes = boxes[:n]
-        filled, n_missing = fill_boxes(boxes[:, :4], hp.fps, opts)
-        crops = crop_boxes(filled, opts.margin, width, height)
-        written = 0
-        try:
-            for batch in video.iter_frames(path, fps=hp.fps):
-                for frame in batch:
-                    if written == n:
-                        break
-                    x, y, side = crops[written]
-                    face = cv2.resize(frame[y:y + side, x:x + side], (hp.img_size, hp.img_size),
-                                      interpolation=cv2.INTER_AREA if side >= hp.img_size else cv2.INTER_CUBIC)
-                    write_jpeg(os.path.join(tmp, "%d.jpg" % written), face, opts.jpeg_quality)
-                    written += 1
-        except video.VideoError as exc:
-            raise ClipFault("unreadable", str(exc))
-        if written != n:
-            raise ClipFault("unreadable", "second decode gave %d frames, first gave %d" % (written, n))
-        wav = wav[:int(round(n * samples_per_frame))]
-        audio.save_wav(wav, wav_path, hp.sample_rate)
-        stored = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
-        mel = audio.melspectrogram(_rescale(stored, hp.rescaling_max), hp)
-        np.savez(os.path.join(tmp, "mels.npz"), spec=mel.astype(np.float32))
+        max_frames = None
+        if info.has_audio:
+            try:
+                video.extract_audio(path, wav_path, hp.sample_rate)
+            except video.VideoError as exc:
+                raise ClipFault("unreadable", str(exc))
+            wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
+            max_frames = int(np.floor(len(wav) / samples_per_frame + 1e-6))
+        crops, boxes, n_missing, (width, height) = crop_video(path, tmp, hp, opts, detector, max_frames)
+        n = len(crops)
+        stats = {"frames": n, "no_face": n_missing, "seconds": n / float(hp.fps), "source_fps": info.fps,
+                 "size": [width, height]}
+        if info.has_audio:
+            wav = wav[:int(round(n * samples_per_frame))]
+            audio.save_wav(wav, wav_path, hp.sample_rate)
+            stored = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
+            mel = audio.melspectrogram(_rescale(stored, hp.rescaling_max), hp)
+            np.savez(os.path.join(tmp, "mels.npz"), spec=mel.astype(np.float32))
+            stats["mel_frames"] = int(mel.shape[1])
         np.save(os.path.join(tmp, "boxes.npy"), np.concatenate([crops, boxes[:, 4:5]], axis=1).astype(np.float32))
         parent = os.path.dirname(out_dir)
         if not os.path.isdir(parent):
             os.makedirs(parent)
         os.rename(tmp, out_dir)
-        return {"frames": n, "no_face": n_missing, "seconds": n / float(hp.fps), "source_fps": info.fps,
-                "size": [width, height], "mel_frames": int(mel.shape[1])}
+        return stats
     except OSError as exc:
         raise ClipFault("write_failed", "%s" % exc)
     except audio.AudioError as exc:
@@ -376,10 +400,7 @@ def write_speaker_splits(data_dir, speaker):
     for split in download.SPLITS:
         ids = [vid for vid in download.speaker_ids(speaker, split)
                if os.path.isdir(os.path.join(data_dir, "preprocessed", vid))]
-        path = os.path.join(data_dir, split + ".txt")
-        with open(path + ".tmp", "w") as f:
-            f.write("".join(i + "\n" for i in ids))
-        os.replace(path + ".tmp", path)
+        atomic.write_text(os.path.join(data_dir, split + ".txt"), "".join(i + "\n" for i in ids))
         counts[split] = len(ids)
     return counts
 
@@ -387,18 +408,12 @@ def write_speaker_splits(data_dir, speaker):
 def write_split(data_dir, split, clip_ids):
     """Write ``data_dir/<split>.txt`` with those of ``clip_ids`` that have a preprocessed folder."""
     done = [cid for cid in clip_ids if os.path.isdir(os.path.join(data_dir, "preprocessed", cid))]
-    path = os.path.join(data_dir, split + ".txt")
-    with open(path + ".tmp", "w") as f:
-        f.write("".join(i + "\n" for i in done))
-    os.replace(path + ".tmp", path)
+    atomic.write_text(os.path.join(data_dir, split + ".txt"), "".join(i + "\n" for i in done))
     return done
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=2))
 
 
 def preprocess_speaker(speaker, data_root, hp, opts=None, workers=2):

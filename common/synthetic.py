@@ -20,8 +20,11 @@ from scipy import signal
 from scipy.ndimage import gaussian_filter1d
 from tqdm import tqdm
 
+from common import atomic
 from common import audio
+from common import faces
 from common import hparams as hparams_lib
+from common import preprocess
 
 LOG = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ VOWEL_NAMES = sorted(VOWELS)
 BANDWIDTHS = (90.0, 120.0, 180.0)
 BASE_F0 = 190.0
 BLOCK = 64  # samples per formant-coefficient update (4 ms at 16 kHz)
-FACE_MARGIN = 0.1  # crop = detected face box grown by this fraction on each side
+FRAME_SIZE = 320  # default rendered frame: Haar finds the face in every frame (at 160 it misses ~39%)
 LIP_RGB = (176, 84, 90)
 MOUTH_RGB = (58, 18, 24)
 
@@ -81,16 +84,29 @@ def face_geometry():
     return {"face": (x, y, w, h), "mouth": mouth}
 
 
+@functools.lru_cache(maxsize=None)
+def detected_face():
+    """Face box (x0, y0, x1, y1) in the photo's 512x512 pixels as preprocessing's detector sees it.
+
+    The median box of common.faces' default detector over a rendered 2 s reference clip at
+    FRAME_SIZE, found once (~1 s) and cached. Cropping with this box instead of the cascade
+    box of face_geometry() makes synthetic crops the ones preprocessing cuts from raw videos.
+    """
+    frames = _draw_frames(articulation(0, 2.0), 60, 30, FRAME_SIZE)
+    boxes = faces.make_detector(faces.DEFAULT_DETECTOR).detect(frames)[:, :4]
+    if np.isnan(boxes[:, 0]).mean() > 0.5:
+        raise SyntheticError("the face detector misses the rendered astronaut; reinstall opencv-python-headless")
+    return tuple(float(v) for v in np.nanmedian(boxes, axis=0) * _astronaut().shape[0] / float(FRAME_SIZE))
+
+
 def face_box(frame_size):
-    """The crop box (x, y, side) in a rendered frame of ``frame_size`` pixels."""
-    x, y, w, h = face_geometry()["face"]
-    scale = float(frame_size) / _astronaut().shape[0]
-    side = int(round(max(w, h) * (1 + 2 * FACE_MARGIN) * scale))
-    x0 = int(round((x + w / 2.0) * scale - side / 2.0))
-    y0 = int(round((y + h / 2.0) * scale - side / 2.0))
-    x0 = min(max(x0, 0), frame_size - side)
-    y0 = min(max(y0, 0), frame_size - side)
-    return x0, y0, side
+    """The crop box (x, y, side) in a rendered frame of ``frame_size`` pixels.
+
+    The detected face box grown by common.preprocess's margin, as preprocessing crops it.
+    """
+    box = np.array([detected_face()]) * frame_size / float(_astronaut().shape[0])
+    x, y, side = preprocess.crop_boxes(box, preprocess.MARGIN, frame_size, frame_size)[0]
+    return int(x), int(y), int(side)
 
 
 @functools.lru_cache(maxsize=None)
@@ -215,7 +231,7 @@ def _draw_frames(track, num_frames, fps, frame_size):
     return frames
 
 
-def render_clip(seed, hp, seconds, frame_size=160):
+def render_clip(seed, hp, seconds, frame_size=FRAME_SIZE):
     """Render one clip: (frames uint8 [N, frame_size, frame_size, 3] RGB full frames, wav float32).
 
     N = round(seconds * fps); the wav has round(N * sample_rate / fps) samples,
@@ -258,13 +274,6 @@ def _write_clip(folder, frames, wav, hp):
     np.savez(os.path.join(folder, "mels.npz"), spec=audio.melspectrogram(stored, hp))
 
 
-def _write_list(path, ids):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("".join(i + "\n" for i in ids))
-    os.replace(tmp, path)
-
-
 def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
     """Write the preprocessed layout for a synthetic speaker; resumable, deterministic.
 
@@ -294,7 +303,7 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
     splits = {"train": ids[:num_clips - 2 * held_out], "val": ids[num_clips - 2 * held_out:num_clips - held_out],
               "test": ids[num_clips - held_out:]}
     for name, split_ids in splits.items():
-        _write_list(os.path.join(data_dir, name + ".txt"), split_ids)
+        atomic.write_text(os.path.join(data_dir, name + ".txt"), "".join(i + "\n" for i in split_ids))
     LOG.info("synthetic speaker: %d clips of %.1f s in %s (%s)", num_clips, seconds, data_dir,
              ", ".join("%s %d" % (k, len(v)) for k, v in sorted(splits.items())))
     return splits
@@ -313,7 +322,7 @@ def main(argv=None):
     try:
         hp = hparams_lib.resolve(args.preset, overrides=args.hparams)
         make_speaker(args.out, hp, num_clips=args.clips, seconds=args.seconds, seed=args.seed)
-    except (SyntheticError, hparams_lib.HParamsError, audio.AudioError) as e:
+    except (SyntheticError, hparams_lib.HParamsError, audio.AudioError, faces.DetectorError) as e:
         sys.stderr.write("error: %s\n" % e)
         return 2
     return 0

@@ -11,7 +11,7 @@ from common import synthetic
 from common import video
 
 
-def make_raw_speaker(out_dir, hp, num_clips=4, seconds=4.0, seed=0, frame_size=160):
+def make_raw_speaker(out_dir, hp, num_clips=4, seconds=4.0, seed=0, frame_size=synthetic.FRAME_SIZE):
     """Write ``out_dir/videos/clipNNN.mp4`` (frame_size x frame_size at hp.fps, AAC audio); resumable.
 
     Returns the list of video paths. The known crop box of every frame is

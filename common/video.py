@@ -12,6 +12,8 @@ import tempfile
 
 import numpy as np
 
+from common import atomic
+
 LOG = logging.getLogger(__name__)
 
 
@@ -161,13 +163,9 @@ def extract_audio(path, out_wav, sample_rate=16000):
 
     ``aresample=async=1:first_pts=0`` pads a late-starting track so audio time 0 is video time 0.
     """
-    tmp = _tmp_beside(out_wav, ".wav")
-    try:
+    with atomic.replacing(out_wav, ".wav") as tmp:
         run_ffmpeg(["-i", path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate),
                     "-af", "aresample=async=1:first_pts=0", "-c:a", "pcm_s16le", "-f", "wav", tmp])
-        os.replace(tmp, out_wav)
-    finally:
-        _remove(tmp)
 
 
 def write_video(frames, wav, fps, path, sample_rate=16000, crf=18):
@@ -182,21 +180,19 @@ def write_video(frames, wav, fps, path, sample_rate=16000, crf=18):
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         os.makedirs(parent)
-    tmp = _tmp_beside(path, ".mp4")
     tmp_wav = None
     try:
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "%dx%d" % (width, height),
                "-r", str(fps), "-i", "-"]
         if wav is not None:
-            tmp_wav = _tmp_beside(path, ".wav")
+            tmp_wav = atomic.temp_path(path, ".wav")
             _write_pcm_wav(tmp_wav, wav, sample_rate)
             cmd += ["-i", tmp_wav, "-c:a", "aac", "-b:a", "128k"]
         cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast",
-                "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                "-f", "mp4", tmp]
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+                "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4"]
+        with atomic.replacing(path, ".mp4") as tmp, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(cmd + [tmp], stdin=subprocess.PIPE, stderr=err)
             try:
                 proc.stdin.write(np.ascontiguousarray(frames).tobytes())
                 proc.stdin.close()
@@ -206,11 +202,9 @@ def write_video(frames, wav, fps, path, sample_rate=16000, crf=18):
             if code != 0:
                 err.seek(0)
                 raise VideoError("writing %s failed: %s" % (path, _last_error_line(err.read())))
-        os.replace(tmp, path)
     finally:
-        _remove(tmp)
         if tmp_wav:
-            _remove(tmp_wav)
+            atomic.remove_quietly(tmp_wav)
 
 
 def _write_pcm_wav(path, wav, sample_rate):
@@ -242,31 +236,13 @@ def cut(path, out_dir, seconds=30.0, min_seconds=1.0, duration=None):
             break
         out = os.path.join(out_dir, "cut-%d.mp4" % index)
         if not os.path.exists(out):
-            tmp = _tmp_beside(out, ".mp4")
-            try:
+            with atomic.replacing(out, ".mp4") as tmp:
                 run_ffmpeg(["-ss", "%.3f" % start, "-i", path, "-t", "%.3f" % length,
                             "-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264",
                             "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                             "-c:a", "aac", "-b:a", "128k",
                             "-f", "mp4", tmp])
-                os.replace(tmp, out)
-            finally:
-                _remove(tmp)
         pieces.append(out)
         index += 1
         start = index * seconds
     return pieces
-
-
-def _tmp_beside(path, suffix):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=suffix,
-                               dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    return tmp
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass

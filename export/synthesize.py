@@ -20,6 +20,7 @@ import tempfile
 import numpy as np
 from tqdm import tqdm
 
+from common import atomic
 from common import audio
 from common import dataset
 from common import plotting
@@ -128,23 +129,15 @@ def ground_truth(clip, hp):
 def preprocess_video(path, clip_dir, hp):
     """Crop the faces of one video into ``clip_dir`` with the training preprocessing; returns its Clip.
 
-    A video with audio goes through common.preprocess.preprocess_clip unchanged (its audio
-    becomes the ground truth). preprocess_clip insists on an audio track, so a silent video
-    runs the same steps (detect, fill and smooth boxes, crop, JPEG) from its parts.
+    A silent video gives only the crops; a video with audio also gives audio.wav and
+    mels.npz, used as the ground truth.
     """
     from common import preprocess
-    from common import video
     opts = preprocess.default_options(hp, min_frames=1)
     try:
-        info = video.probe(path)
-        if info.has_audio:
-            preprocess.preprocess_clip(path, clip_dir, hp, opts)
-        else:
-            _crop_silent_video(path, clip_dir, hp, opts)
+        preprocess.preprocess_clip(path, clip_dir, hp, opts, require_audio=False)
     except preprocess.ClipFault as exc:
         raise SynthesisError("%s: %s; %s" % (path, exc, _CLIP_FAULT_FIX.get(exc.reason, "check the video")))
-    except video.VideoError as exc:
-        raise SynthesisError("%s; pass a video file that ffmpeg can decode" % exc)
     return clip_from_folder(clip_dir, hp, os.path.splitext(os.path.basename(path))[0])
 
 
@@ -154,26 +147,6 @@ _CLIP_FAULT_FIX = {
     "too_short": "pass a longer video",
     "write_failed": "free disk space or set TMPDIR to a writable folder",
 }
-
-
-def _crop_silent_video(path, clip_dir, hp, opts):
-    import cv2
-    from common import faces
-    from common import preprocess
-    from common import video
-    boxes, (width, height) = preprocess.detect_clip(path, hp.fps, faces.make_detector(opts.detector),
-                                                    opts.detect_max_side)
-    filled, _ = preprocess.fill_boxes(boxes[:, :4], hp.fps, opts)
-    crops = preprocess.crop_boxes(filled, opts.margin, width, height)
-    os.makedirs(clip_dir)
-    written = 0
-    for batch in video.iter_frames(path, fps=hp.fps):
-        for frame in batch[:len(crops) - written]:
-            x, y, side = crops[written]
-            face = cv2.resize(frame[y:y + side, x:x + side], (hp.img_size, hp.img_size),
-                              interpolation=cv2.INTER_AREA if side >= hp.img_size else cv2.INTER_CUBIC)
-            preprocess.write_jpeg(os.path.join(clip_dir, "%d.jpg" % written), face, opts.jpeg_quality)
-            written += 1
 
 
 class Synthesizer(object):
@@ -302,20 +275,12 @@ def mux(source, wav_path, out_path, hp):
         video.write_video(frames, audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None), hp.fps, out_path,
                           hp.sample_rate)
         return
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out_path)), prefix=".tmp-", suffix=".mp4")
-    os.close(fd)
     try:
-        video.run_ffmpeg(["-i", source, "-i", wav_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                          "-c:a", "aac", "-b:a", "128k", "-shortest", "-f", "mp4", tmp])
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; the result is an ordinary file
-        os.replace(tmp, out_path)
+        with atomic.replacing(out_path, ".mp4") as tmp:
+            video.run_ffmpeg(["-i", source, "-i", wav_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                              "-c:a", "aac", "-b:a", "128k", "-shortest", "-f", "mp4", tmp])
     except video.VideoError as exc:
         raise SynthesisError("muxing %s failed (%s); drop --mux or check the video" % (source, exc))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _frame_or_black(clip, number, hp):

@@ -1,5 +1,6 @@
 """common.audio: mels match an independent librosa computation; I/O round trips; Griffin-Lim intelligibility."""
 import os
+import stat
 
 import librosa
 import numpy as np
@@ -106,6 +107,19 @@ def test_save_wav_replaces_existing_file(tmp_path, hp):
     audio.save_wav(np.full(50, 0.25), path, hp.sample_rate)
     back = audio.load_wav(path, hp.sample_rate, rescaling_max=None)
     assert back.shape == (50,) and abs(back.mean() - 0.25) < 1e-4
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_saved_wav_has_ordinary_permissions(tmp_path, hp, umask, mode):
+    """A saved wav is an ordinary file (0o666 & ~umask), not private like a tempfile.mkstemp file."""
+    path = str(tmp_path / "a.wav")
+    old = os.umask(umask)
+    try:
+        audio.save_wav(np.zeros(100), path, hp.sample_rate)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert os.listdir(str(tmp_path)) == ["a.wav"]
 
 
 def test_load_resamples_44k1_stereo_to_mono(tmp_path, hp):

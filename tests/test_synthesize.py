@@ -118,8 +118,7 @@ def test_input_shorter_than_one_window_is_padded_then_trimmed(run_dir, synthetic
 
 def test_video_input_with_mux(run_dir, synthetic_hp, tmp_path, capsys):
     from common import synthetic_raw
-    (path,) = synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=1, seconds=1.2,
-                                               frame_size=320)
+    (path,) = synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=1, seconds=1.2)
     code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", path, "--out", str(tmp_path / "v.wav"),
                            "--mux")
     assert code == 0, stderr
@@ -129,7 +128,7 @@ def test_video_input_with_mux(run_dir, synthetic_hp, tmp_path, capsys):
 
 def test_silent_video_is_cropped_like_training_and_gives_its_duration(run_dir, synthetic_hp, tmp_path):
     from common import video
-    frames, _ = synthetic.render_clip(5, synthetic_hp, seconds=1.0, frame_size=320)
+    frames, _ = synthetic.render_clip(5, synthetic_hp, seconds=1.0)
     path = str(tmp_path / "silent.mp4")
     video.write_video(frames, None, synthetic_hp.fps, path)
     out = str(tmp_path / "silent.wav")
@@ -140,7 +139,7 @@ def test_silent_video_is_cropped_like_training_and_gives_its_duration(run_dir, s
 
 def test_folder_of_videos_gives_one_wav_each(run_dir, synthetic_hp, tmp_path):
     from common import synthetic_raw
-    synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=2, seconds=1.0, frame_size=320)
+    synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=2, seconds=1.0)
     written = synthesize.synthesize(run_dir, str(tmp_path / "raw"), str(tmp_path / "wavs"))
     assert sorted(os.path.relpath(p, str(tmp_path / "wavs")) for p in written) == [
         os.path.join("videos", "clip000.wav"), os.path.join("videos", "clip001.wav")]

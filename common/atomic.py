@@ -1,0 +1,50 @@
+"""Atomic file writes: build under a temporary name beside the target, rename over it when whole.
+
+The temporary file is created with mode 0o666 and the process umask (like open()), not
+tempfile.mkstemp's private 0o600, so a finished output is readable as an ordinary file.
+"""
+import binascii
+import contextlib
+import os
+
+
+def temp_path(path, suffix=""):
+    """Create and return an empty, uniquely named file in ``path``'s folder (ordinary permissions)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        tmp = os.path.join(folder, ".tmp-%s-%s%s" % (os.path.basename(path),
+                                                     binascii.hexlify(os.urandom(6)).decode("ascii"), suffix))
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def remove_quietly(path):
+    """Remove ``path`` if it exists (cleanup must not mask the error being raised)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def replacing(path, suffix=""):
+    """Yield a temporary path to write; it replaces ``path`` if the block succeeds and is removed either way.
+
+    ``suffix`` keeps the extension for writers that pick the format from the name.
+    """
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        remove_quietly(tmp)
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    with replacing(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
