@@ -5,6 +5,7 @@ tempfile.mkstemp's private 0o600, so a finished output is readable as an ordinar
 """
 import binascii
 import contextlib
+import json
 import os
 
 
@@ -41,6 +42,11 @@ def replacing(path, suffix=""):
         os.replace(tmp, path)
     finally:
         remove_quietly(tmp)
+
+
+def write_json(path, payload, sort_keys=True):
+    """Write ``payload`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys))
 
 
 def write_text(path, text):

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 
+from common import atomic
+
 LOG = logging.getLogger(__name__)
 PRESET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 
@@ -155,10 +157,7 @@ class HParams(object):
 
     def save(self, path):
         """Write hparams.json atomically (temp file, then rename)."""
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self._values, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        atomic.write_json(path, self._values)
 
 
 def _file_preset(name):

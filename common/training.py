@@ -19,6 +19,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from common import atomic
 from common import hparams as hparams_lib
 from common import model as model_lib
 from common import plotting
@@ -124,13 +125,6 @@ class TrainingGraph(object):
         self.saver = tf.train.Saver(max_to_keep=5)
 
 
-def _write_json(path, payload):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def _save_plots(run_dir, step, values):
     plots = os.path.join(run_dir, "plots")
     plotting.plot_mels(os.path.join(plots, "step-%d-mel.png" % step), values["predicted"], values["target"],
@@ -186,7 +180,7 @@ def train(backend, args):
             graph.feeder.stop()
             writer.close()
     summary = _run_summary(backend, args, hp, history, graph.feeder, source, time.time() - started)
-    _write_json(os.path.join(args.run_dir, "run_summary.json"), summary)
+    atomic.write_json(os.path.join(args.run_dir, "run_summary.json"), summary)
     if history["step"]:
         plotting.plot_losses(os.path.join(args.run_dir, "plots", "loss.png"), history["step"], history["loss"])
     LOG.info("run summary: %s", json.dumps(summary, sort_keys=True))

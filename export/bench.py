@@ -11,7 +11,6 @@ imports both trees.
 prints a table and writes the JSON atomically.
 """
 import argparse
-import json
 import logging
 import os
 import platform
@@ -22,6 +21,7 @@ import time
 
 import numpy as np
 
+from common import atomic
 from common import hparams as hparams_lib
 from common import synthetic, training
 from common.dataset import BatchSource, DatasetError
@@ -168,13 +168,6 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def write_json(path, payload):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="synthetic,chess", help="Comma-separated presets to measure.")
@@ -202,7 +195,7 @@ def main(argv=None):
             shutil.rmtree(work_dir, ignore_errors=True)
     table = format_table(rows)
     print(table)
-    write_json(args.out, {
+    atomic.write_json(args.out, {
         "rows": rows, "table": table, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
         "machine": platform.machine(), "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started,
         "npu_within_limit": all(r["npu_to_gpu"] <= MAX_NPU_TO_GPU for r in rows),

@@ -9,13 +9,13 @@ is no faster here. Every stage is resumable: data and checkpoints already in --o
     python -m export.demo --out demo
 """
 import argparse
-import json
 import logging
 import os
 import subprocess
 import sys
 import time
 
+from common import atomic
 from common import hparams as hparams_lib
 from common import synthetic
 
@@ -85,20 +85,14 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=DEFAU
         "seconds": timings,
     }
     path = os.path.join(out, "demo_summary.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, summary, sort_keys=False)
     summary["table"] = evaluate_lib.format_table(scores)
     return summary
 
 
 def _export(run_dir, out_dir):
-    """Frozen graphs for both targets when export.freeze is available; {target: .pb path}."""
-    try:
-        from export import freeze
-    except ImportError:
-        LOG.warning("export/freeze.py is not available; skipping the frozen graphs")
-        return {}
+    """Frozen graphs for both targets; {target: .pb path}."""
+    from export import freeze
     exported = {}
     for target in freeze.TARGETS:
         manifest = freeze.freeze(run_dir, out_dir, target=target, batch_size=1)

@@ -11,7 +11,6 @@ from the lips shows up as one that does not beat it.
 import argparse
 import collections
 import csv
-import json
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from common import audio
 from common import dataset
+from common import atomic
 from common import hparams as hparams_lib
 from export import graph
 from export import synthesize as synth_lib
@@ -135,7 +135,7 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     summary["csv"] = os.path.join(out_dir, "scores.csv")
     summary["json"] = os.path.join(out_dir, "summary.json")
     _write_csv(summary["csv"], rows)
-    _write_json(summary["json"], summary)
+    atomic.write_json(summary["json"], summary, sort_keys=False)
     return summary
 
 
@@ -145,20 +145,12 @@ def _run_dir(checkpoint):
 
 
 def _write_csv(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
-
-
-def _write_json(path, payload):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
 
 
 def format_table(summary):
