@@ -1,0 +1,1 @@
+"""Container images and the launch plan shared by tasks.py and the image entrypoint."""
