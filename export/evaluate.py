@@ -49,8 +49,12 @@ def score(reference, degraded, sample_rate=SCORING_RATE):
     PESQ is NaN when the pesq package rejects the pair (e.g. no speech found) so one clip
     cannot stop an evaluation; the summary counts such clips.
     """
-    from pesq import pesq
-    from pystoi import stoi
+    try:
+        from pesq import pesq
+        from pystoi import stoi
+    except ImportError as exc:
+        raise EvaluationError("scoring needs the pesq and pystoi packages (%s): pip install pesq pystoi, or "
+                              "evaluate on a workstation with requirements.txt installed" % exc)
     if sample_rate != SCORING_RATE:
         raise EvaluationError("scores are defined at 16 kHz, got %d Hz; use hparams sample_rate=16000" % sample_rate)
     length = min(len(reference), len(degraded))
