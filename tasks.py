@@ -246,8 +246,7 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
     run_path.mkdir(parents=True, exist_ok=True)
     flags = dict(preset=preset, hparams=hparams, steps=steps or None, checkpoint_every=checkpoint_every or None)
     if local:
-        if target == "npu" and not emulate:
-            _check_npu_nodes(device_ids)
+        # On the host the tree itself falls back to the CPU (one log line) when there is no device.
         rank_table = _npu_rank_table(run_path, device_ids, emulate, container_path=False) if target == "npu" else None
         _train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, rank_table)
         return

@@ -28,6 +28,12 @@ from common.tf_compat import tf
 
 LOG = logging.getLogger("lip2wav.train")
 CHECKPOINT_NAME = "model.ckpt"
+EMULATE_ENV = "LIP2WAV_EMULATE"
+
+
+def emulation_requested(environ=None):
+    """True when the launcher asked for the CPU even where a device exists (`invoke train --emulate`)."""
+    return (os.environ if environ is None else environ).get(EMULATE_ENV) == "1"
 
 
 class TrainingError(RuntimeError):

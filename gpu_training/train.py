@@ -22,9 +22,10 @@ BACKEND = training.Backend(
     decode_loop=dynamic_decode_loop,
     feeder_class=Feeder,
     add_arguments=add_arguments,
-    session_config=lambda args: session.session_config(mixed_precision=args.mixed_precision, xla=args.xla),
+    session_config=lambda args: session.session_config(mixed_precision=args.mixed_precision, xla=args.xla,
+                                                       emulate=training.emulation_requested()),
     wrap_optimizer=lambda args: (lambda opt: session.wrap_optimizer(opt, args.mixed_precision)),
-    describe_device=lambda args: session.describe_device(),
+    describe_device=lambda args: session.describe_device(emulate=training.emulation_requested()),
     errors=(FeederError,),
 )
 

@@ -15,6 +15,7 @@ import os
 from typing import Optional
 
 from common.tf_compat import RewriterConfig, tf
+from common.training import EMULATE_ENV, emulation_requested
 
 LOG = logging.getLogger(__name__)
 PRECISION_MODES = ("force_fp32", "force_fp16", "allow_fp32_to_fp16", "must_keep_origin_dtype", "allow_mix_precision")
@@ -106,8 +107,7 @@ def session_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1,
     The arguments are validated in both cases so a workstation run catches a bad setting.
     """
     config = npu_optimizer_config(precision_mode, iterations_per_loop, mix_compile_mode)
-    if not npu_bridge_available():
-        _warn_emulating()
+    if _emulating():
         return cpu_config()
     LOG.info("Ascend session: precision_mode=%s iterations_per_loop=%d", precision_mode, iterations_per_loop)
     return config
@@ -115,8 +115,7 @@ def session_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1,
 
 def describe_device(environ=None):
     """Log (one line per process for the CPU fallback) and return "npu" or "cpu": where the graph runs."""
-    if not npu_bridge_available():
-        _warn_emulating()
+    if _emulating(environ):
         return "cpu"
     env = device_env(environ)
     LOG.info("training on Ascend device %d (rank %d of %d)", env.device_id, env.rank_id, env.rank_size)
@@ -141,10 +140,21 @@ def wrap_optimizer(opt, loss_scaling=False, is_distributed=False):
     return NPULossScaleOptimizer(opt, manager, is_distributed=is_distributed)
 
 
-def _warn_emulating():
+def _emulating(environ=None):
+    """True (after logging why, once per process) when the NPU graph runs on the CPU."""
+    if emulation_requested(environ):
+        _warn_emulating("%s=1" % EMULATE_ENV)
+        return True
+    if not npu_bridge_available():
+        _warn_emulating("npu_bridge not importable")
+        return True
+    return False
+
+
+def _warn_emulating(reason):
     global _warned_emulating
     if not _warned_emulating:
-        LOG.warning("npu_bridge not importable: emulating the NPU graph on the CPU")
+        LOG.warning("%s: emulating the NPU graph on the CPU", reason)
         _warned_emulating = True
 
 

@@ -182,3 +182,16 @@ def test_device_env_reads_ranks(tmp_path):
 def test_device_env_errors_name_the_fix(environ, message):
     with pytest.raises(npu_session.NpuConfigError, match=message):
         npu_session.device_env(environ)
+
+
+def test_emulate_env_forces_the_cpu_in_both_trees(monkeypatch, caplog):
+    monkeypatch.setenv("LIP2WAV_EMULATE", "1")
+    monkeypatch.setattr(npu_session, "_warned_emulating", False)
+    monkeypatch.setattr(npu_session, "npu_bridge_available", lambda: True)
+    with caplog.at_level(logging.WARNING):
+        assert npu_session.describe_device() == "cpu"
+        config = npu_session.session_config()
+    assert not config.graph_options.rewrite_options.custom_optimizers
+    assert "LIP2WAV_EMULATE=1: emulating the NPU graph on the CPU" in caplog.text
+    assert gpu_session.describe_device(emulate=True) == "cpu"
+    assert gpu_session.session_config(emulate=True).device_count["GPU"] == 0
