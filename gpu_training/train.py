@@ -8,7 +8,8 @@ import sys
 from common import training
 from gpu_training import session
 from gpu_training.decoder import dynamic_decode_loop
-from gpu_training.feeder import Feeder, FeederError
+from common.feeding import FeederError
+from gpu_training.feeder import Feeder
 
 
 def add_arguments(parser):

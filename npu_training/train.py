@@ -9,7 +9,8 @@ import sys
 from common import training
 from npu_training import session
 from npu_training.decoder import static_decode_loop
-from npu_training.feeder import Feeder, FeederError
+from common.feeding import FeederError
+from npu_training.feeder import Feeder
 
 
 def add_arguments(parser):

@@ -5,6 +5,7 @@ import types
 import numpy as np
 import pytest
 
+from common.feeding import FeederError, batch_shapes
 from common.tf_compat import tf
 from export.bench import bench_feeder
 from gpu_training import feeder as gpu_feeder
@@ -22,7 +23,7 @@ class FakeSource(object):
     def __init__(self, fail_at=None, end_at=None, shapes=None, gate=None):
         self.fail_at = fail_at
         self.end_at = end_at
-        self.shapes = shapes or gpu_feeder.batch_shapes(HP, BATCH)
+        self.shapes = shapes or batch_shapes(HP, BATCH)
         self.gate = gate
         self.produced = 0
         self.closed = False
@@ -125,14 +126,14 @@ def test_worker_error_surfaces_in_the_loop(feeder_class):
 
 @pytest.mark.parametrize("module", [gpu_feeder, npu_feeder])
 def test_exhausted_source_is_an_error(module):
-    with pytest.raises(module.FeederError, match="must iterate forever"):
+    with pytest.raises(FeederError, match="must iterate forever"):
         run_with_timeout(lambda: consume(module.Feeder, FakeSource(end_at=2), 5))
 
 
 @pytest.mark.parametrize("module", [gpu_feeder, npu_feeder])
 def test_wrong_batch_shape_names_the_fix(module):
-    shapes = dict(module.batch_shapes(HP, BATCH), inputs=(BATCH + 1, HP.T, HP.img_size, HP.img_size, 3))
-    with pytest.raises(module.FeederError, match="same hparams and batch size"):
+    shapes = dict(batch_shapes(HP, BATCH), inputs=(BATCH + 1, HP.T, HP.img_size, HP.img_size, 3))
+    with pytest.raises(FeederError, match="same hparams and batch size"):
         run_with_timeout(lambda: consume(module.Feeder, FakeSource(shapes=shapes), 2))
 
 
@@ -166,7 +167,7 @@ def test_stop_joins_a_worker_blocked_on_a_full_queue(feeder_class):
 def test_misuse_names_the_fix(module):
     with tf.Graph().as_default():
         feeder = module.Feeder(FakeSource(), HP, BATCH)
-        with pytest.raises(module.FeederError, match="start the feeder first"):
+        with pytest.raises(FeederError, match="start the feeder first"):
             feeder.feed_dict()
 
 
