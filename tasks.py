@@ -175,6 +175,10 @@ def _train_local(target: str, devices: list[int], args: list[str], emulate: bool
 
 def _train_container(target: str, image: str, data: Path, run_dir: Path, devices: list[int], emulate: bool,
                      args: list[str], rank_table: str | None) -> None:
+    group = None
+    if target == "npu" and not emulate:
+        _check_npu_nodes(devices)
+        group = os.stat(launch.ASCEND_CONTROL_DEVICES[0]).st_gid
     client = _docker()
     import docker
 
@@ -182,10 +186,6 @@ def _train_container(target: str, image: str, data: Path, run_dir: Path, devices
         client.images.get(image)
     except docker.errors.ImageNotFound:
         raise Exit(f"image {image} not built: run `invoke build-{target}` first", code=2) from None
-    group = None
-    if target == "npu" and not emulate:
-        _check_npu_nodes(devices)
-        group = os.stat(launch.ASCEND_CONTROL_DEVICES[0]).st_gid
     kwargs = launch.docker_run_kwargs(target, image, data, run_dir, devices, emulate, os.getuid(), os.getgid(),
                                       ["train"] + args, rank_table=rank_table is not None, device_group=group)
     _echo(launch.docker_cli(kwargs))

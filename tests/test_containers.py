@@ -70,8 +70,7 @@ def test_train_errors_name_the_fix(tmp_path):
     assert no_engine.returncode == 2 and "no Docker engine reachable" in no_engine.stderr
     assert "dockerd" in no_engine.stderr
     if not os.path.exists("/dev/davinci0"):
-        no_npu = invoke("train", "--target", "npu", "--local", "--data", str(tmp_path),
-                        "--run-dir", str(tmp_path / "run"))
+        no_npu = invoke("train", "--target", "npu", "--data", str(tmp_path), "--run-dir", str(tmp_path / "run"))
         assert no_npu.returncode == 2 and "/dev/davinci0" in no_npu.stderr and "--emulate" in no_npu.stderr
 
 
