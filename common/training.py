@@ -145,9 +145,6 @@ def _save_checkpoint(graph, sess, run_dir, step):
 
 def train(backend, args):
     hp = resolve_run_hparams(args)
-    for sub in ("checkpoints", "plots"):
-        os.makedirs(os.path.join(args.run_dir, sub), exist_ok=True)
-    hp.save(os.path.join(args.run_dir, "hparams.json"))
     checkpoint = latest_checkpoint(args.run_dir)
     start_step = checkpoint_step(checkpoint) if checkpoint else 0
     if start_step >= args.steps:
@@ -156,6 +153,9 @@ def train(backend, args):
     backend.describe_device(args)
     source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                          workers=args.workers, first_batch=start_step)
+    for sub in ("checkpoints", "plots"):
+        os.makedirs(os.path.join(args.run_dir, sub), exist_ok=True)
+    hp.save(os.path.join(args.run_dir, "hparams.json"))
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
     graph = TrainingGraph(backend, args, hp, source)
@@ -187,10 +187,21 @@ def train(backend, args):
             writer.close()
     summary = _run_summary(backend, args, hp, history, graph.feeder, source, time.time() - started)
     atomic.write_json(os.path.join(args.run_dir, "run_summary.json"), summary)
-    if history["step"]:
-        plotting.plot_losses(os.path.join(args.run_dir, "plots", "loss.png"), history["step"], history["loss"])
+    _plot_logged_losses(args.run_dir)
     LOG.info("run summary: %s", json.dumps(summary, sort_keys=True))
     return summary
+
+
+def _plot_logged_losses(run_dir):
+    """loss.png over the whole run, resumed segments included (read back from train_log.jsonl)."""
+    path = os.path.join(run_dir, "train_log.jsonl")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if records:
+        plotting.plot_losses(os.path.join(run_dir, "plots", "loss.png"),
+                             [r["step"] for r in records], [r["loss"] for r in records])
 
 
 def _train_step(graph, sess, args, writer, history, progress, step):

@@ -77,3 +77,4 @@ def test_missing_or_empty_data_dir_fails_with_one_clear_line(tmp_path, capsys, m
     assert code == 2
     line = [l for l in err.splitlines() if l.startswith("error:")]
     assert len(line) == 1 and "common.synthetic" in line[0]
+    assert not (tmp_path / "run").exists()
