@@ -4,6 +4,8 @@ import os
 import pytest
 
 from common import hparams, synthetic
+from common.tf_compat import tf
+from export import graph
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +19,34 @@ def synthetic_data(tmp_path_factory, synthetic_hp):
     synthetic.make_speaker(data_dir, synthetic_hp, num_clips=10, seconds=2.0, seed=0)
     assert os.path.isfile(os.path.join(data_dir, "train.txt"))
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory):
+    """A run directory with a random-weight checkpoint: fast, and enough to test the plumbing."""
+    run = str(tmp_path_factory.mktemp("untrained_run"))
+    hp = hparams.resolve("synthetic")
+    os.makedirs(os.path.join(run, "checkpoints"))
+    hp.save(os.path.join(run, "hparams.json"))
+    with tf.Graph().as_default():
+        tf.set_random_seed(0)
+        graph.build_inference_graph(hp, "gpu", 1)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, os.path.join(run, "checkpoints", "model.ckpt"), global_step=1)
+    return run
+
+
+def run_entrypoint(capsys, main, *args):
+    """An entrypoint in-process (no TensorFlow start-up per call): (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def error_line(stderr):
+    """The single `error: ...` line a boundary failure must print."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, stderr
+    return lines[0]

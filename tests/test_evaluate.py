@@ -4,30 +4,14 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from common import dataset
 from export import evaluate
-from tests.test_synthesize import make_untrained_run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_untrained_run(str(tmp_path_factory.mktemp("run")))
+from tests.conftest import error_line, run_entrypoint
 
 
 def _cli(capsys, *args):
-    """The entrypoint in-process (no TensorFlow start-up per call): (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = evaluate.main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error_line(stderr):
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, stderr
-    return lines[0]
+    return run_entrypoint(capsys, evaluate.main, *args)
 
 
 def test_identical_audio_scores_top_marks_and_lengths_are_equalised(synthetic_data):
@@ -45,9 +29,9 @@ def test_baseline_is_the_per_band_mean_of_every_training_frame(synthetic_data, s
     np.testing.assert_allclose(evaluate.mean_mel(synthetic_data, synthetic_hp), frames.mean(axis=1), atol=1e-5)
 
 
-def test_evaluate_writes_csv_json_and_prints_the_reference_rows(run_dir, synthetic_data, tmp_path, capsys):
+def test_evaluate_writes_csv_json_and_prints_the_reference_rows(untrained_run, synthetic_data, tmp_path, capsys):
     out = str(tmp_path / "eval")
-    code, stdout, stderr = _cli(capsys, "--checkpoint", run_dir, "--data", synthetic_data, "--split", "test",
+    code, stdout, stderr = _cli(capsys, "--checkpoint", untrained_run, "--data", synthetic_data, "--split", "test",
                                 "--out", out)
     assert code == 0, stderr
     with open(os.path.join(out, "scores.csv")) as f:
@@ -69,21 +53,21 @@ def test_missing_checkpoint_is_one_error_line(synthetic_data, tmp_path, capsys):
     code, _, stderr = _cli(capsys, "--checkpoint", str(tmp_path / "none"), "--data", synthetic_data,
                            "--out", str(tmp_path / "eval"))
     assert code == 2
-    assert "does not exist" in _error_line(stderr)
+    assert "does not exist" in error_line(stderr)
     assert not (tmp_path / "eval").exists()
 
 
-def test_missing_split_is_one_error_line(run_dir, synthetic_data, tmp_path, capsys):
-    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--data", synthetic_data, "--split", "nosuch",
+def test_missing_split_is_one_error_line(untrained_run, synthetic_data, tmp_path, capsys):
+    code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--data", synthetic_data, "--split", "nosuch",
                            "--out", str(tmp_path / "eval"))
     assert code == 2
-    assert "nosuch.txt" in _error_line(stderr)
+    assert "nosuch.txt" in error_line(stderr)
 
 
-def test_unwritable_output_is_one_error_line(run_dir, synthetic_data, tmp_path, capsys):
+def test_unwritable_output_is_one_error_line(untrained_run, synthetic_data, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--data", synthetic_data,
+    code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--data", synthetic_data,
                            "--out", str(blocker / "eval"))
     assert code == 2
-    assert "cannot write" in _error_line(stderr)
+    assert "cannot write" in error_line(stderr)

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from common import audio, dataset, hparams, synthetic
-from common.tf_compat import tf
-from export import graph
 from export import synthesize
+from tests.conftest import error_line, run_entrypoint
 
 
 def _starts(hp, num_frames):
@@ -63,84 +62,55 @@ def test_stitch_joins_abutting_windows_and_rejects_gaps():
         synthesize.stitch(windows, [0, 5], 9, 2)
 
 
-def make_untrained_run(run):
-    """A run directory with a random-weight checkpoint: fast, and enough to test the plumbing."""
-    hp = hparams.resolve("synthetic")
-    os.makedirs(os.path.join(run, "checkpoints"))
-    hp.save(os.path.join(run, "hparams.json"))
-    with tf.Graph().as_default():
-        tf.set_random_seed(0)
-        graph.build_inference_graph(hp, "gpu", 1)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            tf.train.Saver().save(sess, os.path.join(run, "checkpoints", "model.ckpt"), global_step=1)
-    return run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_untrained_run(str(tmp_path_factory.mktemp("run")))
-
-
 def _cli(capsys, *args):
-    """The entrypoint in-process (no TensorFlow start-up per call): (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    code = synthesize.main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_entrypoint(capsys, synthesize.main, *args)
 
 
-def _error_line(stderr):
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-def test_clip_folder_gives_a_wav_of_the_clip_duration_and_a_plot(run_dir, synthetic_data, synthetic_hp, tmp_path):
+def test_clip_folder_gives_a_wav_of_the_clip_duration_and_a_plot(untrained_run, synthetic_data, synthetic_hp, tmp_path):
     clip = os.path.join(synthetic_data, "preprocessed", "clip009")
     out = str(tmp_path / "out" / "speech.wav")
-    written = synthesize.synthesize(run_dir, clip, out, batch_size=2, plot=True)
+    written = synthesize.synthesize(untrained_run, clip, out, batch_size=2, plot=True)
     assert sorted(written) == sorted([out, str(tmp_path / "out" / "speech.png")])
     expected = len(audio.load_wav(os.path.join(clip, "audio.wav"), 16000, rescaling_max=None))
     assert len(audio.load_wav(out, 16000, rescaling_max=None)) == expected
 
 
-def test_input_shorter_than_one_window_is_padded_then_trimmed(run_dir, synthetic_hp, tmp_path):
+def test_input_shorter_than_one_window_is_padded_then_trimmed(untrained_run, synthetic_hp, tmp_path):
     frames, wav = synthetic.render_clip(3, synthetic_hp, seconds=0.5)
     clip = tmp_path / "short"
     clip.mkdir()
     synthetic._write_clip(str(clip), frames, wav, synthetic_hp)
     assert len(frames) < synthetic_hp.T
     out = str(tmp_path / "short.wav")
-    synthesize.synthesize(run_dir, str(clip), out)
+    synthesize.synthesize(untrained_run, str(clip), out)
     assert len(audio.load_wav(out, 16000, rescaling_max=None)) == len(wav)
 
 
-def test_video_input_with_mux(run_dir, synthetic_hp, tmp_path, capsys):
+def test_video_input_with_mux(untrained_run, synthetic_hp, tmp_path, capsys):
     from common import synthetic_raw
     (path,) = synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=1, seconds=1.2)
-    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", path, "--out", str(tmp_path / "v.wav"),
+    code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--video", path, "--out", str(tmp_path / "v.wav"),
                            "--mux")
     assert code == 0, stderr
     assert len(audio.load_wav(str(tmp_path / "v.wav"), 16000)) == 19200
     assert os.path.getsize(str(tmp_path / "v.mp4")) > 0
 
 
-def test_silent_video_is_cropped_like_training_and_gives_its_duration(run_dir, synthetic_hp, tmp_path):
+def test_silent_video_is_cropped_like_training_and_gives_its_duration(untrained_run, synthetic_hp, tmp_path):
     from common import video
     frames, _ = synthetic.render_clip(5, synthetic_hp, seconds=1.0)
     path = str(tmp_path / "silent.mp4")
     video.write_video(frames, None, synthetic_hp.fps, path)
     out = str(tmp_path / "silent.wav")
-    synthesize.synthesize(run_dir, path, out, plot=True)
+    synthesize.synthesize(untrained_run, path, out, plot=True)
     assert len(audio.load_wav(out, 16000, rescaling_max=None)) == 16000
     assert os.path.isfile(str(tmp_path / "silent.png"))
 
 
-def test_folder_of_videos_gives_one_wav_each(run_dir, synthetic_hp, tmp_path):
+def test_folder_of_videos_gives_one_wav_each(untrained_run, synthetic_hp, tmp_path):
     from common import synthetic_raw
     synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=2, seconds=1.0)
-    written = synthesize.synthesize(run_dir, str(tmp_path / "raw"), str(tmp_path / "wavs"))
+    written = synthesize.synthesize(untrained_run, str(tmp_path / "raw"), str(tmp_path / "wavs"))
     assert sorted(os.path.relpath(p, str(tmp_path / "wavs")) for p in written) == [
         os.path.join("videos", "clip000.wav"), os.path.join("videos", "clip001.wav")]
 
@@ -150,16 +120,16 @@ def test_missing_checkpoint_is_one_error_line(tmp_path, synthetic_data, capsys):
     code, _, stderr = _cli(capsys, "--checkpoint", str(tmp_path / "nope"), "--video",
                            os.path.join(synthetic_data, "preprocessed", "clip009"), "--out", str(out))
     assert code == 2
-    assert "does not exist" in _error_line(stderr)
+    assert "does not exist" in error_line(stderr)
     assert not out.exists()
 
 
-def test_checkpoint_that_does_not_match_its_hparams_is_one_error_line(run_dir, synthetic_data, tmp_path,
+def test_checkpoint_that_does_not_match_its_hparams_is_one_error_line(untrained_run, synthetic_data, tmp_path,
                                                                      capsys):
     bad = tmp_path / "bad_run"
     os.makedirs(str(bad / "checkpoints"))
-    for name in os.listdir(os.path.join(run_dir, "checkpoints")):
-        with open(os.path.join(run_dir, "checkpoints", name), "rb") as src:
+    for name in os.listdir(os.path.join(untrained_run, "checkpoints")):
+        with open(os.path.join(untrained_run, "checkpoints", name), "rb") as src:
             (bad / "checkpoints" / name).write_bytes(src.read())
     with open(str(bad / "checkpoints" / "checkpoint"), "w") as f:
         f.write('model_checkpoint_path: "model.ckpt-1"\n')
@@ -168,40 +138,40 @@ def test_checkpoint_that_does_not_match_its_hparams_is_one_error_line(run_dir, s
     code, _, stderr = _cli(capsys, "--checkpoint", str(bad), "--video",
                            os.path.join(synthetic_data, "preprocessed", "clip009"), "--out", str(out))
     assert code == 2
-    assert "does not match" in _error_line(stderr)
+    assert "does not match" in error_line(stderr)
     assert not out.exists()
 
 
-def test_video_without_a_face_is_one_error_line(run_dir, synthetic_hp, tmp_path, capsys):
+def test_video_without_a_face_is_one_error_line(untrained_run, synthetic_hp, tmp_path, capsys):
     from common import video
     frames = np.full((20, 96, 96, 3), 128, np.uint8)
     path = str(tmp_path / "noface.mp4")
     video.write_video(frames, np.zeros(int(16000 * 20 / 30.0), np.float32), 30, path)
     out = tmp_path / "x.wav"
-    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", path, "--out", str(out))
+    code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--video", path, "--out", str(out))
     assert code == 2
-    assert "no face" in _error_line(stderr)
+    assert "no face" in error_line(stderr)
     assert not out.exists()
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith(".tmp")]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a video at all"])
-def test_video_without_frames_is_one_error_line(run_dir, tmp_path, content, capsys):
+def test_video_without_frames_is_one_error_line(untrained_run, tmp_path, content, capsys):
     path = tmp_path / "empty.mp4"
     path.write_bytes(content)
     out = tmp_path / "x.wav"
-    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video", str(path), "--out", str(out))
+    code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--video", str(path), "--out", str(out))
     assert code == 2
-    _error_line(stderr)
+    error_line(stderr)
     assert not out.exists()
 
 
-def test_unwritable_output_is_one_error_line(run_dir, synthetic_data, tmp_path, capsys):
+def test_unwritable_output_is_one_error_line(untrained_run, synthetic_data, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     out = blocker / "speech.wav"
-    code, _, stderr = _cli(capsys, "--checkpoint", run_dir, "--video",
+    code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--video",
                            os.path.join(synthetic_data, "preprocessed", "clip009"), "--out", str(out))
     assert code == 2
-    assert "cannot write" in _error_line(stderr)
+    assert "cannot write" in error_line(stderr)
     assert blocker.read_text() == "x"
