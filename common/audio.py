@@ -81,13 +81,6 @@ def num_frames(num_samples, hp):
     return 1 + num_samples // hp.hop_size
 
 
-def linearspectrogram(wav, hp):
-    """Normalised linear-magnitude dB spectrogram, float32 [n_fft // 2 + 1, frames]."""
-    spec = _stft(preemphasis(wav, hp.preemphasis, hp.preemphasize), hp)
-    db = _amp_to_db(np.abs(spec), hp) - hp.ref_level_db
-    return _normalize(db, hp).astype(np.float32)
-
-
 def melspectrogram(wav, hp):
     """Normalised mel spectrogram, float32 [num_mels, 1 + len(wav) // hop_size]."""
     spec = _stft(preemphasis(wav, hp.preemphasis, hp.preemphasize), hp)

@@ -49,9 +49,6 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
     def output_size(self):
         return self._units
 
-    def noise_size(self):
-        return 2 * self._units if self._is_training else 0
-
     def __call__(self, inputs, state, scope=None):
         if self._is_training:
             inputs, noise = tf.split(inputs, [-1, 2 * self._units], axis=-1)

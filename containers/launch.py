@@ -13,7 +13,6 @@ import sys
 
 TARGETS = ("npu", "gpu")
 IMAGES = {"npu": "lip2wav-npu", "gpu": "lip2wav-gpu"}
-CONTAINER_ROOT = "/opt/lip2wav"
 CONTAINER_DATA = "/workspace/data"
 CONTAINER_RUN = "/workspace/run"
 RANK_TABLE_NAME = "rank_table.json"
