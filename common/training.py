@@ -176,7 +176,8 @@ def train(backend, args):
         try:
             while step < args.steps:
                 step = _train_step(graph, sess, args, writer, history, progress, step)
-            _save_checkpoint(graph, sess, args.run_dir, step)
+            if step % args.checkpoint_every:
+                _save_checkpoint(graph, sess, args.run_dir, step)
         except KeyboardInterrupt:
             _save_checkpoint(graph, sess, args.run_dir, sess.run(graph.global_step))
             raise TrainingError("interrupted at step %d; checkpoint saved, rerun the same command to resume"
