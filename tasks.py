@@ -217,7 +217,7 @@ def _train_container(target: str, image: str, data: Path, run_dir: Path, devices
     "target": "device stack: npu (Ascend, npu_training) or gpu (NVIDIA, gpu_training)",
     "data": "preprocessed dataset folder (e.g. made by `python -m common.synthetic --out DIR`)",
     "run-dir": "checkpoints and logs; resumes when it holds a checkpoint (default: runs/<target>)",
-    "preset": "hyperparameter preset (common/hparams.py)",
+    "preset": "hyperparameter preset (common/config/hparams.py)",
     "hparams": "hyperparameter overrides, k=v,k=v",
     "steps": "training steps (0: the trainer's default)",
     "checkpoint-every": "steps between checkpoints (0: the trainer's default)",
@@ -283,7 +283,7 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
         raise Exit("pass --video clip.mp4 (or a preprocessed clip folder, or a folder of videos)", code=2)
     argv = ["--checkpoint", checkpoint, "--video", video, "--out", out, "--target", target,
             "--batch-size", str(batch_size)] + (["--plot"] if plot else []) + (["--mux"] if mux else [])
-    _run_entrypoint("export.synthesize", argv)
+    _run_entrypoint("export.apps.synthesize", argv)
 
 
 @task(help={
@@ -302,7 +302,7 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     argv = ["--checkpoint", checkpoint, "--data", data, "--split", split, "--target", target,
             "--batch-size", str(batch_size)] + (["--out", out] if out else []) + (["--plot"] if plot else [])
-    _run_entrypoint("export.evaluate", argv)
+    _run_entrypoint("export.apps.evaluate", argv)
 
 
 @task(help={
@@ -314,7 +314,7 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
 def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False) -> None:
     """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export."""
     argv = ["--out", out] + (["--steps", str(steps)] if steps else []) + (["--clips", str(clips)] if clips else [])
-    _run_entrypoint("export.demo", argv + (["--no-export"] if no_export else []))
+    _run_entrypoint("export.apps.demo", argv + (["--no-export"] if no_export else []))
 
 
 @task(help={
@@ -341,7 +341,7 @@ def export(c: Context, checkpoint: str = "", target: str = "npu", out: str = "",
 
 
 @task(help={
-    "speaker": "speaker whose listed videos to fetch: chem, chess, dl, eh or hs (common/speakers/)",
+    "speaker": "speaker whose listed videos to fetch: chem, chess, dl, eh or hs (common/config/speakers/)",
     "split": "only this split's videos: train, val or test (default: all)",
     "data": "data root; files go in DATA/<speaker>/videos and DATA/<speaker>/intervals",
     "url-template": "video URL with {id} (default $LIP2WAV_URL_TEMPLATE or the YouTube watch URL)",
@@ -352,7 +352,7 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
         raise Exit("pass --speaker NAME (one of chem, chess, dl, eh, hs)", code=2)
     argv = ["--speaker", speaker, "--data", data] + (["--split", split] if split else []) + (
         ["--url-template", url_template] if url_template else [])
-    _run_entrypoint("common.download", argv)
+    _run_entrypoint("common.prep.download", argv)
 
 
 @task(help={
@@ -361,7 +361,7 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
     "data": "data root (with --speaker) or data directory (with --videos)",
     "preset": "hyperparameter preset, sets fps and img_size (default: the speaker's, else default)",
     "hparams": "hyperparameter overrides, k=v,k=v",
-    "detector": "face detector: haar, haar_alt2, dlib_hog or haar_alt2+dlib (`python -m common.preprocess --compare-detectors`)",
+    "detector": "face detector: haar, haar_alt2, dlib_hog or haar_alt2+dlib (`python -m export.tools.face_bench`)",
     "workers": "parallel clip workers",
     "split": "with --videos: also write DATA/<split>.txt listing the preprocessed clips",
 })
@@ -374,7 +374,7 @@ def preprocess(c: Context, speaker: str = "", videos: str = "", data: str = "dat
     for flag, value in (("--preset", preset), ("--hparams", hparams), ("--detector", detector), ("--split", split)):
         if value:
             argv += [flag, value]
-    _run_entrypoint("common.preprocess", argv)
+    _run_entrypoint("common.prep.preprocess", argv)
 
 
 @task(name="dataset-report", help={
@@ -386,7 +386,7 @@ def dataset_report(c: Context, data: str = "", preset: str = "synthetic", hparam
     """Hours, clips, usable windows and missing frames per split (plus the last preprocessing run's drops)."""
     if not data:
         raise Exit("pass --data DIR (a preprocessed data directory)", code=2)
-    _run_entrypoint("common.preprocess", ["--report", data, "--preset", preset, "--hparams", hparams])
+    _run_entrypoint("common.prep.preprocess", ["--report", data, "--preset", preset, "--hparams", hparams])
 
 
 @task(name="lint-npu", help={
@@ -395,7 +395,7 @@ def dataset_report(c: Context, data: str = "", preset: str = "synthetic", hparam
 })
 def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None:
     """Lint a tree's real training and inference graphs for what the Ascend compiler rejects (exit 1 on findings)."""
-    _run_entrypoint("export.lint_graphs", ["--preset", preset, "--target", target])
+    _run_entrypoint("export.tools.lint_graphs", ["--preset", preset, "--target", target])
 
 
 @task(help={
@@ -405,4 +405,4 @@ def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None
 })
 def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json") -> None:
     """Sec/step of the NPU tree (emulated) vs the GPU tree, and each feeder's supply vs the step's demand."""
-    _run_entrypoint("export.bench", ["--presets", presets, "--steps", str(steps), "--out", out])
+    _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out])

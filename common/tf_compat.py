@@ -6,9 +6,12 @@ so every module does ``from common.tf_compat import tf`` and uses only TF 1.15 n
 ``RewriterConfig`` (grappler switches such as remapping and auto mixed precision) has no public
 ``tf.`` name; it is re-exported from here so that no other module imports TensorFlow directly.
 """
+import logging
 import os
 
+# TensorFlow's deprecation notices are about the TF1 names the images need: keep them off every console.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.core.protobuf.rewriter_config_pb2 import RewriterConfig

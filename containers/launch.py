@@ -10,6 +10,8 @@ import shlex
 import signal
 import subprocess
 import sys
+from common import cli
+from common.errors import Lip2WavError
 
 TARGETS = ("npu", "gpu")
 IMAGES = {"npu": "lip2wav-npu", "gpu": "lip2wav-gpu"}
@@ -21,7 +23,7 @@ ASCEND_HOST_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/usr/local
 HCCN_CONF = "/etc/hccn.conf"
 
 
-class LaunchError(ValueError):
+class LaunchError(Lip2WavError, ValueError):
     """Bad launch input; the message names the fix."""
 
 
@@ -231,13 +233,9 @@ def docker_cli(kwargs):
 def _container_train(argv):
     """`train` inside an image: pick the tree from LIP2WAV_TARGET, one process per device in LIP2WAV_DEVICES."""
     target = os.environ.get("LIP2WAV_TARGET", "")
-    try:
-        devices = parse_devices(os.environ.get("LIP2WAV_DEVICES", "0"))
-        envs = process_envs(target, devices, os.environ.get("RANK_TABLE_FILE"))
-        command = train_command(target, devices, argv, python=sys.executable)
-    except LaunchError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
+    devices = parse_devices(os.environ.get("LIP2WAV_DEVICES", "0"))
+    envs = process_envs(target, devices, os.environ.get("RANK_TABLE_FILE"))
+    command = train_command(target, devices, argv, python=sys.executable)
     if len(envs) == 1:
         os.environ.update(envs[0])
         os.execvp(command[0], command)
@@ -249,7 +247,7 @@ def main(argv=None):
     if not argv or argv[0] != "train":
         print("usage: python3 -m containers.launch train [TRAINER FLAGS...]", file=sys.stderr)
         return 2
-    return _container_train(argv[1:])
+    return cli.run(lambda: _container_train(argv[1:]))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 
+from common import cli
 from export.freeze import ExportError, base_name
 
 LOG = logging.getLogger("lip2wav.atc")
@@ -102,14 +103,11 @@ def main(argv=None):
     parser.add_argument("--input-format", default=DEFAULT_INPUT_FORMAT,
                         help="ATC --input_format (default %s: the graph has data_format ops)" % DEFAULT_INPUT_FORMAT)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body():
         result = convert(args.export_dir, args.soc_version, args.input_format)
-    except ExportError as error:
-        print("error: %s" % error, file=sys.stderr)
-        return 2
-    print(result["om"] or result["script"])
-    return 0
+        print(result["om"] or result["script"])
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ import tempfile
 
 from google.protobuf import text_format
 
-from common import hparams as hparams_lib
+from common import cli
 from common.tf_compat import tf
 from export import graph as graph_lib
 from npu_training import lint as lint_lib
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger("lip2wav.freeze")
 TARGETS = ("gpu", "npu")
@@ -34,7 +35,7 @@ TRAINING_OPS = frozenset([
 FORBIDDEN_OPS = TRAINING_OPS | lint_lib.QUEUE_OPS | lint_lib.PY_FUNC_OPS
 
 
-class ExportError(ValueError):
+class ExportError(Lip2WavError, ValueError):
     """A graph that cannot be exported or an output that cannot be written; the message names the fix."""
 
 
@@ -173,15 +174,10 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output directory for lip2wav_<target>.pb/.pbtxt/.json")
     parser.add_argument("--batch-size", type=int, default=1, help="static batch of the input (default 1)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    tf.logging.set_verbosity(tf.logging.ERROR)
-    try:
-        manifest = freeze(args.checkpoint, args.out, args.target, args.batch_size)
-    except (ExportError, graph_lib.CheckpointError, hparams_lib.HParamsError) as error:
-        print("error: %s" % error, file=sys.stderr)
-        return 2
-    print(os.path.join(args.out, manifest["graph"]))
-    return 0
+
+    def body():
+        print(os.path.join(args.out, freeze(args.checkpoint, args.out, args.target, args.batch_size)["graph"]))
+    return cli.run(body)
 
 
 if __name__ == "__main__":

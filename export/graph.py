@@ -6,12 +6,13 @@ frozen for TF serving or converted by ATC: ``face_windows`` [batch, T, S, S, 3] 
 """
 import os
 
-from common import hparams as hparams_lib
-from common import model as model_lib
+from common.config import hparams as hparams_lib
+from common.model import network as model_lib
 from common.tf_compat import tf
 from export.batching import run_in_batches
 from gpu_training.decoder import dynamic_decode_loop
 from npu_training.decoder import static_decode_loop
+from common.errors import Lip2WavError
 
 INPUT_NAME = "face_windows"
 OUTPUT_NAME = "mel_outputs"
@@ -19,7 +20,7 @@ ALIGNMENT_NAME = "alignments"
 DECODE_LOOPS = {"gpu": dynamic_decode_loop, "npu": static_decode_loop}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Lip2WavError, ValueError):
     """A checkpoint that is missing or does not fit; the message names the fix."""
 
 

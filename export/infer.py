@@ -10,12 +10,13 @@ import numpy as np
 
 from common.tf_compat import tf
 from export.batching import run_in_batches
+from common.errors import Lip2WavError
 
 DEFAULT_INPUT = "face_windows:0"
 DEFAULT_OUTPUT = "mel_outputs:0"
 
 
-class FrozenGraphError(ValueError):
+class FrozenGraphError(Lip2WavError, ValueError):
     """A frozen graph or manifest that cannot be used; the message names the fix."""
 
 

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 
-from common.feeding import KEYS, BackgroundFeeder
+from common.data.feeding import KEYS, BackgroundFeeder
 from common.tf_compat import tf
 
 LOG = logging.getLogger(__name__)

@@ -1,10 +1,19 @@
 """The GPU tree's environment: session config (memory growth, XLA, mixed precision) in one place."""
+import dataclasses
 import logging
 
 from common.tf_compat import RewriterConfig, tf
-from common.training import EMULATE_ENV
+from common.training.loop import EMULATE_ENV
 
 LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuOptions:
+    """The GPU tree's own settings (flags --mixed-precision, --xla)."""
+
+    mixed_precision: bool = False
+    xla: bool = False
 
 
 def session_config(mixed_precision=False, xla=False, emulate=False):

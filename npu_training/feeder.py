@@ -17,7 +17,7 @@ Loop contract (same in both trees)::
 import queue
 import time
 
-from common.feeding import KEYS, BackgroundFeeder
+from common.data.feeding import KEYS, BackgroundFeeder
 from common.tf_compat import tf
 
 _POLL_SECONDS = 0.5  # how often a blocked get/put looks for stop() or a worker error

@@ -29,14 +29,16 @@ import sys
 
 from google.protobuf import text_format
 
+from common import cli
 from common.tf_compat import tf
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
 Finding = collections.namedtuple("Finding", ["node", "op", "reason"])
 
 
-class LintError(ValueError):
+class LintError(Lip2WavError, ValueError):
     """A graph file that cannot be read; the message names the fix."""
 
 
@@ -193,16 +195,14 @@ def main(argv=None):
                         help="shape-check only while loops under this name scope (default: all loops)")
     parser.add_argument("--inference", action="store_true", help="also flag summary ops (inference/ATC graphs)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body():
         findings = lint_graph_def(load_graph_def(args.graph), args.decode_loop_scope, args.inference)
-    except LintError as error:
-        print("error: %s" % error, file=sys.stderr)
-        return 2
-    for finding in findings:
-        print("%s\t%s\t%s" % finding)
-    LOG.info("%d finding(s) in %s", len(findings), args.graph)
-    return 1 if findings else 0
+        for finding in findings:
+            print("%s\t%s\t%s" % finding)
+        LOG.info("%d finding(s) in %s", len(findings), args.graph)
+        return 1 if findings else 0
+    return cli.run(body)
 
 
 if __name__ == "__main__":

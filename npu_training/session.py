@@ -15,7 +15,8 @@ import os
 from typing import Optional
 
 from common.tf_compat import RewriterConfig, tf
-from common.training import EMULATE_ENV, emulation_requested
+from common.training.loop import EMULATE_ENV, emulation_requested
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 PRECISION_MODES = ("force_fp32", "force_fp16", "allow_fp32_to_fp16", "must_keep_origin_dtype", "allow_mix_precision")
@@ -23,8 +24,16 @@ DEFAULT_PRECISION_MODE = "allow_mix_precision"
 _warned_emulating = False  # the CPU-fallback line is logged once per process
 
 
-class NpuConfigError(ValueError):
+class NpuConfigError(Lip2WavError, ValueError):
     """An NPU setting or environment variable that cannot be used; the message names the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NpuOptions:
+    """The NPU tree's own settings (flags --precision-mode, --loss-scaling)."""
+
+    precision_mode: str = DEFAULT_PRECISION_MODE
+    loss_scaling: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,15 +1,14 @@
 """NPU tree entrypoint: ``python -m npu_training.train --data DIR --run-dir DIR``.
 
 Wires the queue.Queue feed_dict feeder, the static fixed-iteration decode loop and the
-Ascend session config into the shared loop of common/training.py. Without npu_bridge the
+Ascend session config into the shared loop of common/training/loop.py. Without npu_bridge the
 same graph runs on the CPU (emulation) and one log line says so.
 """
 import sys
 
-from common import training
+from common.training import loop as training
 from npu_training import session
 from npu_training.decoder import static_decode_loop
-from common.feeding import FeederError
 from npu_training.feeder import Feeder
 
 
@@ -20,20 +19,25 @@ def add_arguments(parser):
                         help="NPU dynamic loss scaling (the reference port trained without it).")
 
 
-def _wrap_optimizer(args):
+def options_from_args(args):
+    return session.NpuOptions(precision_mode=args.precision_mode, loss_scaling=args.loss_scaling)
+
+
+def _wrap_optimizer(options):
     distributed = session.device_env().rank_size > 1
-    return lambda opt: session.wrap_optimizer(opt, args.loss_scaling, is_distributed=distributed)
+    return lambda opt: session.wrap_optimizer(opt, options.loss_scaling, is_distributed=distributed)
 
 
 BACKEND = training.Backend(
     name="npu",
     decode_loop=static_decode_loop,
     feeder_class=Feeder,
+    options=session.NpuOptions(),
     add_arguments=add_arguments,
-    session_config=lambda args: session.session_config(precision_mode=args.precision_mode),
+    options_from_args=options_from_args,
+    session_config=lambda options: session.session_config(precision_mode=options.precision_mode),
     wrap_optimizer=_wrap_optimizer,
-    describe_device=lambda args: session.describe_device(),
-    errors=(session.NpuConfigError, FeederError),
+    describe_device=lambda options: session.describe_device(),
 )
 
 

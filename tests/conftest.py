@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from common import hparams, synthetic
+from common.config import hparams
+from common.synthetic import astronaut as synthetic
 from common.tf_compat import tf
 from export import graph
 

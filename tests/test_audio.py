@@ -9,7 +9,8 @@ import soundfile as sf
 from pystoi import stoi
 from scipy import signal
 
-from common import audio, hparams
+from common.data import audio
+from common.config import hparams
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from common import hparams
-from common.dataset import (BatchSource, ClipIndex, DatasetError, load_mels, mel_start, summarise,
+from common.config import hparams
+from common.data.dataset import (BatchSource, ClipIndex, DatasetError, load_mels, mel_start, summarise,
                             usable_starts, window_problem, windows_for_clip)
 
 # T=6 frames at 30 fps = 0.2 s = 16 mel frames at 80 per second.

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from export import demo
+from export.apps import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,7 +32,7 @@ def test_shrunk_demo_runs_every_stage_and_summarises(tmp_path):
 def test_unwritable_out_is_one_error_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "export.demo", "--out", str(blocker / "demo"), "--steps", "1"],
+    proc = subprocess.run([sys.executable, "-m", "export.apps.demo", "--out", str(blocker / "demo"), "--steps", "1"],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

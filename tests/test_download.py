@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from common import download
-from common import video
+from common.prep import download
+from common.prep import video
 
 FPS = 25
 SR = 16000

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
-from common import dataset
-from export import evaluate
+from common.data import dataset
+from export.apps import evaluate
 from tests.conftest import error_line, run_entrypoint
 
 
@@ -15,7 +15,7 @@ def _cli(capsys, *args):
 
 
 def test_identical_audio_scores_top_marks_and_lengths_are_equalised(synthetic_data):
-    from common import audio
+    from common.data import audio
     wav = audio.load_wav(os.path.join(synthetic_data, "preprocessed", "clip000", "audio.wav"), 16000)
     scores = evaluate.score(wav, np.concatenate([wav, np.zeros(800, np.float32)]))
     assert scores["stoi"] > 0.99 and scores["estoi"] > 0.99 and scores["pesq"] > 4.0

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from common import hparams
+from common.config import hparams
 from common.tf_compat import tf
 from export import atc, freeze
 from export.graph import CheckpointPredictor

@@ -5,9 +5,9 @@ import types
 import numpy as np
 import pytest
 
-from common.feeding import FeederError, batch_shapes
+from common.data.feeding import FeederError, batch_shapes
 from common.tf_compat import tf
-from export.bench import bench_feeder
+from export.tools.bench import bench_feeder
 from gpu_training import feeder as gpu_feeder
 from npu_training import feeder as npu_feeder
 

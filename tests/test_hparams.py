@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from common import hparams
+from common.config import hparams
 
 
 def test_defaults_are_the_reference_values():

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from common import hparams
-from export import lint_graphs
+from common.config import hparams
+from export.tools import lint_graphs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from common import hparams, model
+from common.config import hparams
+from common.model import network as model
 from common.tf_compat import tf
 from gpu_training.decoder import dynamic_decode_loop
 

@@ -9,7 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from common import hparams, model, training
+from common.config import hparams
+from common.model import network as model
+from common.training import loop as training
 from common.tf_compat import tf
 from export.graph import build_inference_graph
 from gpu_training import train as gpu_train
@@ -54,8 +56,7 @@ def batch(hp):
 def training_graph(tree, hp, batch):
     """The tree's real training graph (its feeder, decode loop and optimizer wrapper), fed ``batch``."""
     backend = TREES[tree].BACKEND
-    args = training.build_parser(backend).parse_args(["--data", "unused", "--run-dir", "unused"])
-    return training.TrainingGraph(backend, args, hp, RepeatSource(batch))
+    return training.TrainingGraph(backend, backend.options, hp, RepeatSource(batch))
 
 
 def one_training_step(graph, sess):

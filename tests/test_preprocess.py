@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from common import audio
-from common import faces
-from common import hparams
-from common import preprocess
-from common import synthetic
-from common import synthetic_raw
-from common import video
+from common.data import audio
+from common.prep import faces
+from common.config import hparams
+from common.prep import preprocess
+from common.synthetic import astronaut as synthetic
+from tests import synthetic_raw
+from common.prep import video
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_fill_boxes_interpolates_short_gaps_and_rejects_long_ones(hp):
 
 def test_speaker_mode_reads_intervals_and_writes_split_lists(raw, hp, tmp_path):
     _, paths = raw
-    from common import download
+    from common.prep import download
     vid = download.speaker_ids("chess", "test")[0]
     cut_dir = tmp_path / "chess" / "intervals" / vid
     cut_dir.mkdir(parents=True)

@@ -9,13 +9,13 @@ import os
 import numpy as np
 import soundfile
 
-from common import audio
-from common import dataset
-from common import faces
-from common import hparams
-from common import preprocess
-from common import synthetic
-from common import synthetic_raw
+from common.data import audio
+from common.data import dataset
+from common.prep import faces
+from common.config import hparams
+from common.prep import preprocess
+from common.synthetic import astronaut as synthetic
+from tests import synthetic_raw
 
 CLIPS = 3
 SECONDS = 3.0

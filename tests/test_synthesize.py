@@ -4,8 +4,11 @@ import os
 import numpy as np
 import pytest
 
-from common import audio, dataset, hparams, synthetic
-from export import synthesize
+from common.data import audio
+from common.data import dataset
+from common.config import hparams
+from common.synthetic import astronaut as synthetic
+from export.apps import synthesize
 from tests.conftest import error_line, run_entrypoint
 
 
@@ -87,7 +90,7 @@ def test_input_shorter_than_one_window_is_padded_then_trimmed(untrained_run, syn
 
 
 def test_video_input_with_mux(untrained_run, synthetic_hp, tmp_path, capsys):
-    from common import synthetic_raw
+    from tests import synthetic_raw
     (path,) = synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=1, seconds=1.2)
     code, _, stderr = _cli(capsys, "--checkpoint", untrained_run, "--video", path, "--out", str(tmp_path / "v.wav"),
                            "--mux")
@@ -97,7 +100,7 @@ def test_video_input_with_mux(untrained_run, synthetic_hp, tmp_path, capsys):
 
 
 def test_silent_video_is_cropped_like_training_and_gives_its_duration(untrained_run, synthetic_hp, tmp_path):
-    from common import video
+    from common.prep import video
     frames, _ = synthetic.render_clip(5, synthetic_hp, seconds=1.0)
     path = str(tmp_path / "silent.mp4")
     video.write_video(frames, None, synthetic_hp.fps, path)
@@ -108,7 +111,7 @@ def test_silent_video_is_cropped_like_training_and_gives_its_duration(untrained_
 
 
 def test_folder_of_videos_gives_one_wav_each(untrained_run, synthetic_hp, tmp_path):
-    from common import synthetic_raw
+    from tests import synthetic_raw
     synthetic_raw.make_raw_speaker(str(tmp_path / "raw"), synthetic_hp, num_clips=2, seconds=1.0)
     written = synthesize.synthesize(untrained_run, str(tmp_path / "raw"), str(tmp_path / "wavs"))
     assert sorted(os.path.relpath(p, str(tmp_path / "wavs")) for p in written) == [
@@ -143,7 +146,7 @@ def test_checkpoint_that_does_not_match_its_hparams_is_one_error_line(untrained_
 
 
 def test_video_without_a_face_is_one_error_line(untrained_run, synthetic_hp, tmp_path, capsys):
-    from common import video
+    from common.prep import video
     frames = np.full((20, 96, 96, 3), 128, np.uint8)
     path = str(tmp_path / "noface.mp4")
     video.write_video(frames, np.zeros(int(16000 * 20 / 30.0), np.float32), 30, path)

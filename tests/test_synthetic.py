@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from common import audio, faces, hparams, preprocess, synthetic
+from common.data import audio
+from common.prep import faces
+from common.config import hparams
+from common.prep import preprocess
+from common.synthetic import astronaut as synthetic
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import docker
+from common import cli
+from common.errors import Lip2WavError
 
 log = logging.getLogger("lip2wav.standin")
 
@@ -38,7 +40,7 @@ RECIPE = {
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
-class StandinError(RuntimeError):
+class StandinError(Lip2WavError, RuntimeError):
     """A missing tool or a failed step, with the fix in the message."""
 
 
@@ -137,13 +139,13 @@ def main(argv=None) -> int:
     parser.add_argument("--mirror", default=os.environ.get("LIP2WAV_DEBIAN_MIRROR", DEFAULT_MIRROR),
                         help="Debian mirror for debootstrap")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        print(ensure_base(mirror=args.mirror))
-    except (StandinError, subprocess.CalledProcessError, docker.errors.DockerException) as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
-    return 0
+
+    def body():
+        try:
+            print(ensure_base(mirror=args.mirror))
+        except (subprocess.CalledProcessError, docker.errors.DockerException) as exc:
+            raise StandinError(str(exc))
+    return cli.run(body)
 
 
 if __name__ == "__main__":

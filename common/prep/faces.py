@@ -9,13 +9,14 @@ import logging
 
 import cv2
 import numpy as np
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = "haar_alt2+dlib"
 
 
-class DetectorError(RuntimeError):
+class DetectorError(Lip2WavError, RuntimeError):
     """A detector that cannot be created here; the message names the fix."""
 
 

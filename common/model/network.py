@@ -7,7 +7,7 @@ lives here, so variable names, and therefore checkpoints, are the same in both t
 import collections
 import math
 
-from common.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout
+from common.model.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout
 from common.tf_compat import tf
 
 ModelOutputs = collections.namedtuple(

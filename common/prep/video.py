@@ -13,11 +13,12 @@ import tempfile
 import numpy as np
 
 from common import atomic
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
 
-class VideoError(RuntimeError):
+class VideoError(Lip2WavError, RuntimeError):
     """A video that cannot be read or written; the message says which and why."""
 
 

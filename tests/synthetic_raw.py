@@ -7,8 +7,8 @@ true face box stays known (common.synthetic.face_box).
 """
 import os
 
-from common import synthetic
-from common import video
+from common.synthetic import astronaut as synthetic
+from common.prep import video
 
 
 def make_raw_speaker(out_dir, hp, num_clips=4, seconds=4.0, seed=0, frame_size=synthetic.FRAME_SIZE):

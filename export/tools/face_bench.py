@@ -3,19 +3,23 @@
 Each scene is H.264-encoded and decoded again (compression artefacts matter for
 small faces) and detected at the resolution preprocessing uses. A hit is IoU >= 0.5
 with the true box (the astronaut photo's face box moved/scaled with the frame).
-Run: ``python -m common.preprocess --compare-detectors``.
+Run: ``python -m export.tools.face_bench``.
 """
+import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 
 import cv2
 import numpy as np
 
-from common import faces
-from common import synthetic
-from common import video
+from common import cli
+from common.config import hparams as hparams_lib
+from common.prep import faces
+from common.synthetic import astronaut as synthetic
+from common.prep import video
 
 
 def _true_box(frame_size, dx=0.0, dy=0.0):
@@ -84,3 +88,14 @@ def format_table(rows):
     for scene, name, found, hit, mean_iou, fps in rows:
         lines.append("| %s | %s | %.2f | %.2f | %.2f | %.1f |" % (scene, name, found, hit, mean_iou, fps))
     return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m export.tools.face_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default", help="hparams preset: sets fps and img_size")
+    args = parser.parse_args(argv)
+    return cli.run(lambda: print(format_table(compare(hparams_lib.resolve(args.preset)))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

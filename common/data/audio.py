@@ -20,12 +20,13 @@ import soundfile as sf
 from scipy import signal
 
 from common import atomic
+from common.errors import Lip2WavError
 
 _MEL_BASIS = {}
 _INV_MEL_BASIS = {}
 
 
-class AudioError(ValueError):
+class AudioError(Lip2WavError, ValueError):
     """An audio file or setting that cannot be used; the message names the fix."""
 
 

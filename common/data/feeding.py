@@ -7,13 +7,14 @@ import logging
 import threading
 
 import numpy as np
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
 KEYS = ("inputs", "mel_targets", "speaker_embeddings")
 
 
-class FeederError(RuntimeError):
+class FeederError(Lip2WavError, RuntimeError):
     """The data feeder failed or was misused; the message names the fix."""
 
 

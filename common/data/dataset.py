@@ -21,6 +21,7 @@ import zipfile
 
 import cv2
 import numpy as np
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ SKIP_REASONS = ("short_frames", "short_mels", "missing_frames", "unreadable_fram
 MAX_REJECTIONS = 10000
 
 
-class DatasetError(ValueError):
+class DatasetError(Lip2WavError, ValueError):
     """Data that cannot be used; the one-line message names the fix."""
 
 

@@ -10,12 +10,13 @@ import logging
 import os
 
 from common import atomic
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 PRESET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 
 
-class HParamsError(ValueError):
+class HParamsError(Lip2WavError, ValueError):
     """A preset, key or value that cannot be used; the message names the fix."""
 
 
@@ -211,7 +212,7 @@ def _apply(base, overrides, where):
     values = dict(base)
     for key, value in overrides.items():
         if key not in DECLARED:
-            raise HParamsError("%s: unknown hyperparameter %r (see common/hparams.py for the declared keys)" % (where, key))
+            raise HParamsError("%s: unknown hyperparameter %r (see common/config/hparams.py for the declared keys)" % (where, key))
         values[key] = _coerce(key, value, where)
     return values
 

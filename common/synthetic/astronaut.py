@@ -20,11 +20,13 @@ from scipy import signal
 from scipy.ndimage import gaussian_filter1d
 from tqdm import tqdm
 
+from common import cli
 from common import atomic
-from common import audio
-from common import faces
-from common import hparams as hparams_lib
-from common import preprocess
+from common.data import audio
+from common.prep import faces
+from common.config import hparams as hparams_lib
+from common.prep import preprocess
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ LIP_RGB = (176, 84, 90)
 MOUTH_RGB = (58, 18, 24)
 
 
-class SyntheticError(ValueError):
+class SyntheticError(Lip2WavError, ValueError):
     """A request the generator cannot satisfy; the message names the fix."""
 
 
@@ -318,14 +320,11 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body():
         hp = hparams_lib.resolve(args.preset, overrides=args.hparams)
         make_speaker(args.out, hp, num_clips=args.clips, seconds=args.seconds, seed=args.seed)
-    except (SyntheticError, hparams_lib.HParamsError, audio.AudioError, faces.DetectorError) as e:
-        sys.stderr.write("error: %s\n" % e)
-        return 2
-    return 0
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -13,18 +13,19 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 
 import numpy as np
 from tqdm import tqdm
 
+from common import cli
 from common import atomic
-from common import hparams as hparams_lib
-from common import model as model_lib
+from common.config import hparams as hparams_lib
+from common.model import network as model_lib
 from common import plotting
-from common.dataset import BatchSource, DatasetError
+from common.data.dataset import BatchSource
 from common.tf_compat import tf
+from common.errors import Lip2WavError
 
 LOG = logging.getLogger("lip2wav.train")
 CHECKPOINT_NAME = "model.ckpt"
@@ -36,30 +37,32 @@ def emulation_requested(environ=None):
     return (os.environ if environ is None else environ).get(EMULATE_ENV) == "1"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(Lip2WavError, RuntimeError):
     """A run that cannot start or continue; the message names the fix."""
 
 
 class Backend(object):
     """What a device tree plugs into the shared loop.
 
-    name: "gpu" or "npu"; decode_loop: see common.model.Lip2Wav; feeder_class: a Feeder
-    (see gpu_training/feeder.py); add_arguments(parser): the tree's own flags;
-    session_config(args) -> ConfigProto; wrap_optimizer(args) -> callable or None;
-    describe_device(args) logs the one line saying where the graph runs; errors: the tree's
-    own boundary errors, reported like the shared ones (one line, exit 2).
+    name: "gpu" or "npu"; decode_loop: see common.model.network.Lip2Wav; feeder_class: a Feeder
+    (see gpu_training/feeder.py); options: the tree's typed settings (a frozen dataclass whose
+    defaults are the trees' defaults); add_arguments(parser) declares them as flags and
+    options_from_args(args) reads them back, so tools build options without a command line;
+    session_config(options) -> ConfigProto; wrap_optimizer(options) -> callable or None;
+    describe_device(options) logs the one line saying where the graph runs.
     """
 
-    def __init__(self, name, decode_loop, feeder_class, add_arguments, session_config,
-                 wrap_optimizer, describe_device, errors=()):
+    def __init__(self, name, decode_loop, feeder_class, options, add_arguments, options_from_args,
+                 session_config, wrap_optimizer, describe_device):
         self.name = name
         self.decode_loop = decode_loop
         self.feeder_class = feeder_class
+        self.options = options
         self.add_arguments = add_arguments
+        self.options_from_args = options_from_args
         self.session_config = session_config
         self.wrap_optimizer = wrap_optimizer
         self.describe_device = describe_device
-        self.errors = tuple(errors)
 
 
 def build_parser(backend):
@@ -108,7 +111,7 @@ def resolve_run_hparams(args):
 class TrainingGraph(object):
     """The training graph: feeder -> model -> losses -> train op, plus summaries."""
 
-    def __init__(self, backend, args, hp, source):
+    def __init__(self, backend, options, hp, source):
         batch = hp.tacotron_batch_size
         self.feeder = backend.feeder_class(source, hp, batch)
         self.global_step = tf.train.get_or_create_global_step()
@@ -119,7 +122,7 @@ class TrainingGraph(object):
                                  teacher_forcing_ratio=self.teacher_forcing_ratio)
         self.losses = model_lib.losses(hp, self.outputs, self.feeder.mel_targets)
         self.train_op, self.learning_rate, self.grad_norm = model_lib.train_op(
-            hp, self.losses.total, self.global_step, backend.wrap_optimizer(args))
+            hp, self.losses.total, self.global_step, backend.wrap_optimizer(options))
         self.scalars = {
             "loss": self.losses.total, "decoder_loss": self.losses.decoder, "postnet_loss": self.losses.postnet,
             "stop_loss": self.losses.stop, "regularization_loss": self.losses.regularization,
@@ -150,7 +153,8 @@ def train(backend, args):
     if start_step >= args.steps:
         LOG.info("%s is already at step %d (>= --steps %d); nothing to do", args.run_dir, start_step, args.steps)
         return {}
-    backend.describe_device(args)
+    options = backend.options_from_args(args)
+    backend.describe_device(options)
     source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                          workers=args.workers, first_batch=start_step)
     for sub in ("checkpoints", "plots"):
@@ -158,11 +162,11 @@ def train(backend, args):
     hp.save(os.path.join(args.run_dir, "hparams.json"))
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
-    graph = TrainingGraph(backend, args, hp, source)
+    graph = TrainingGraph(backend, options, hp, source)
     writer = tf.summary.FileWriter(args.run_dir)
     history = {"step": [], "loss": [], "step_seconds": []}
     started = time.time()
-    with tf.Session(config=backend.session_config(args)) as sess:
+    with tf.Session(config=backend.session_config(options)) as sess:
         sess.run(tf.global_variables_initializer())
         if checkpoint:
             graph.saver.restore(sess, checkpoint)
@@ -261,12 +265,8 @@ def _run_summary(backend, args, hp, history, feeder, source, wall_seconds):
 
 def main(backend, argv=None):
     """Entrypoint of both trees: one clear line and exit code 2 on a boundary error."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    tf.logging.set_verbosity(tf.logging.ERROR)
     args = build_parser(backend).parse_args(argv)
-    try:
+
+    def body():
         train(backend, args)
-    except (hparams_lib.HParamsError, DatasetError, TrainingError) + backend.errors as error:
-        print("error: %s" % error, file=sys.stderr)
-        return 2
-    return 0
+    return cli.run(body)

@@ -1,0 +1,351 @@
+"""Silent face video -> speech: face crops, sliding windows, predicted mels, Griffin-Lim.
+
+Inputs are a video file, a preprocessed clip folder (``<i>.jpg`` crops, optionally with
+``audio.wav``/``mels.npz`` as ground truth) or a folder of videos (one wav each). Videos go
+through common.preprocess into a temporary clip folder and are read back by
+common.dataset.windows_for_clip, so synthesis sees exactly the crops training saw (same
+detector, smoothing, margin and JPEG round trip). Windows of T frames start every
+T - overlap frames; their mel windows are crossfaded over mel_overlap frames by ``stitch``.
+Every output is written under a temporary name and renamed when whole.
+
+    python -m export.apps.synthesize --checkpoint RUN_OR_CKPT --video clip.mp4 --out speech.wav
+"""
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+from tqdm import tqdm
+
+from common import cli
+from common import atomic
+from common.data import audio
+from common.data import dataset
+from common import plotting
+from export import graph
+from common.errors import Lip2WavError
+
+LOG = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+
+
+class SynthesisError(Lip2WavError, RuntimeError):
+    """An input or output that synthesis cannot use; the one-line message names the fix."""
+
+
+def stitch(windows, mel_starts, total_frames, mel_overlap):
+    """Mel windows [W, M, num_mels] placed at ``mel_starts`` -> one mel [total_frames, num_mels].
+
+    Where two consecutive windows overlap, the later one fades in linearly over
+    min(mel_overlap, overlap) frames centred in the overlap (weights sum to 1), so constant
+    windows stitch to the same constant. Frames past the last window repeat its last frame;
+    the result always has exactly ``total_frames`` frames.
+    """
+    windows = np.asarray(windows, dtype=np.float32)
+    if windows.ndim != 3 or len(windows) != len(mel_starts) or not len(windows):
+        raise ValueError("need windows [W, M, num_mels] with one start each, got %s and %d starts"
+                         % (windows.shape, len(mel_starts)))
+    count, size, bands = windows.shape
+    span = max(int(total_frames), int(mel_starts[-1]) + size)
+    weights = np.ones((count, size), dtype=np.float64)
+    for k in range(count - 1):
+        begin, end = int(mel_starts[k + 1]), int(mel_starts[k]) + size
+        if begin <= int(mel_starts[k]) or begin > end:
+            raise ValueError("window starts must increase and consecutive windows must touch, got %s"
+                             % list(mel_starts))
+        length = min(max(int(mel_overlap), 0), end - begin)
+        fade_start = begin + (end - begin - length) // 2
+        fading_out = np.arange(size) + int(mel_starts[k])
+        weights[k] *= np.clip((fade_start + length - fading_out) / float(length + 1), 0.0, 1.0)
+        fading_in = np.arange(size) + begin
+        weights[k + 1] *= np.clip((fading_in - fade_start + 1) / float(length + 1), 0.0, 1.0)
+    total = np.zeros((span, bands), dtype=np.float64)
+    norm = np.zeros(span, dtype=np.float64)
+    for k in range(count):
+        start = int(mel_starts[k])
+        total[start:start + size] += weights[k][:, None] * windows[k]
+        norm[start:start + size] += weights[k]
+    covered = norm > 0
+    last = int(np.flatnonzero(covered)[-1])
+    total[covered] /= norm[covered][:, None]
+    total[last + 1:] = total[last]
+    return total[:int(total_frames)].astype(np.float32)
+
+
+class Result(object):
+    """One synthesised input: wav float32 [num_samples], mel [frames, num_mels] (predicted), and the
+    ground truth mel [frames, num_mels] / wav when the input carried audio (else None)."""
+
+    def __init__(self, name, wav, mel, target_mel=None, target_wav=None):
+        self.name = name
+        self.wav = wav
+        self.mel = mel
+        self.target_mel = target_mel
+        self.target_wav = target_wav
+
+
+def num_samples(num_frames, hp):
+    """Samples that ``num_frames`` video frames last: round(N * sample_rate / fps)."""
+    return int(round(num_frames * float(hp.sample_rate) / hp.fps))
+
+
+def fit_length(wav, length):
+    """Trim or zero-pad ``wav`` to ``length`` samples."""
+    wav = np.asarray(wav, dtype=np.float32)[:length]
+    if len(wav) < length:
+        wav = np.concatenate([wav, np.zeros(length - len(wav), np.float32)])
+    return wav
+
+
+def vocode(mel, hp, length):
+    """Mel [frames, num_mels] -> Griffin-Lim wav of exactly ``length`` samples."""
+    return fit_length(audio.inv_mel_spectrogram(np.asarray(mel).T, hp), length)
+
+
+def clip_from_folder(path, hp, clip_id=None):
+    """A preprocessed clip folder (``<i>.jpg`` crops) as a dataset.Clip; audio and mels are optional here."""
+    numbers = [int(os.path.splitext(name)[0]) for name in os.listdir(path)
+               if name.lower().endswith(".jpg") and os.path.splitext(name)[0].isdigit()]
+    if not numbers:
+        raise SynthesisError("%s holds no face crops (<frame>.jpg); pass a video or a preprocessed clip folder"
+                             % path)
+    count = max(numbers) + 1
+    missing = tuple(sorted(set(range(count)) - set(numbers)))
+    mel_frames = audio.num_frames(num_samples(count, hp), hp)
+    return dataset.Clip(clip_id or os.path.basename(os.path.normpath(path)), path, count, mel_frames, missing)
+
+
+def ground_truth(clip, hp):
+    """(mel [frames, num_mels], wav) of a clip folder that has audio.wav, else (None, None)."""
+    wav_path = os.path.join(clip.path, dataset.AUDIO)
+    if not os.path.isfile(wav_path):
+        return None, None
+    wav = fit_length(audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None), num_samples(clip.num_frames, hp))
+    return audio.melspectrogram(wav, hp).T, wav
+
+
+def preprocess_video(path, clip_dir, hp):
+    """Crop the faces of one video into ``clip_dir`` with the training preprocessing; returns its Clip.
+
+    A silent video gives only the crops; a video with audio also gives audio.wav and
+    mels.npz, used as the ground truth.
+    """
+    from common.prep import preprocess
+    opts = preprocess.default_options(hp, min_frames=1)
+    try:
+        preprocess.preprocess_clip(path, clip_dir, hp, opts, require_audio=False)
+    except preprocess.ClipFault as exc:
+        raise SynthesisError("%s: %s; %s" % (path, exc, _CLIP_FAULT_FIX.get(exc.reason, "check the video")))
+    return clip_from_folder(clip_dir, hp, os.path.splitext(os.path.basename(path))[0])
+
+
+_CLIP_FAULT_FIX = {
+    "no_face": "pass a video where one frontal face is visible in most frames",
+    "unreadable": "pass a video ffmpeg can decode that has at least one frame",
+    "too_short": "pass a longer video",
+    "write_failed": "free disk space or set TMPDIR to a writable folder",
+}
+
+
+class Synthesizer(object):
+    """Checkpoint -> speech for clips and videos; the model is loaded on first use and reused."""
+
+    def __init__(self, checkpoint, target="gpu", batch_size=8):
+        self.hp, _ = graph.resolve_checkpoint(checkpoint)
+        self.checkpoint = checkpoint
+        self.target = target
+        self.batch_size = batch_size
+        self._predictor = None
+
+    @property
+    def predictor(self):
+        if self._predictor is None:
+            self._predictor = graph.CheckpointPredictor(self.checkpoint, self.target, self.batch_size)
+        return self._predictor
+
+    def close(self):
+        if self._predictor is not None:
+            self._predictor.close()
+            self._predictor = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def predict_mel(self, clip, progress=True):
+        """Clip -> stitched predicted mel [mel frames of the clip's duration, num_mels]."""
+        hp = self.hp
+        windows, mel_starts = dataset.windows_for_clip(clip, hp)
+        mels = []
+        with tqdm(total=len(windows), desc="synthesize %s" % clip.id, unit="window", leave=False,
+                  disable=None if progress else True) as bar:
+            for start in range(0, len(windows), self.batch_size):
+                mels.append(self.predictor.predict(windows[start:start + self.batch_size]))
+                bar.update(len(mels[-1]))
+        total = audio.num_frames(num_samples(clip.num_frames, hp), hp)
+        return stitch(np.concatenate(mels), mel_starts, total, hp.mel_overlap)
+
+    def synthesize_clip(self, clip, progress=True):
+        """Clip -> Result with the wav trimmed to the clip's duration (and its ground truth if any)."""
+        mel = self.predict_mel(clip, progress)
+        target_mel, target_wav = ground_truth(clip, self.hp)
+        wav = vocode(mel, self.hp, num_samples(clip.num_frames, self.hp))
+        return Result(clip.id, wav, mel, target_mel, target_wav)
+
+    def synthesize_path(self, path, work_dir, progress=True):
+        """A video file or a preprocessed clip folder -> Result."""
+        if os.path.isdir(path):
+            return self.synthesize_clip(clip_from_folder(path, self.hp), progress)
+        clip_dir = os.path.join(tempfile.mkdtemp(dir=work_dir), "preprocessed",
+                                os.path.splitext(os.path.basename(path))[0])
+        return self.synthesize_clip(preprocess_video(path, clip_dir, self.hp), progress)
+
+
+def find_inputs(path):
+    """[(name, path)] to synthesise: the file or clip folder itself, else every video and clip folder below."""
+    if not os.path.exists(path):
+        raise SynthesisError("input %s does not exist; pass a video, a preprocessed clip folder or a folder "
+                             "of videos" % path)
+    if os.path.isfile(path) or _is_clip_folder(path):
+        return [(os.path.splitext(os.path.basename(os.path.normpath(path)))[0], path)]
+    found = []
+    for folder, subdirs, files in os.walk(path):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if _is_clip_folder(folder):
+            subdirs[:] = []
+            found.append((os.path.relpath(folder, path).replace(os.sep, "/"), folder))
+            continue
+        for name in sorted(files):
+            if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
+                rel = os.path.relpath(os.path.join(folder, name), path)
+                found.append((os.path.splitext(rel)[0].replace(os.sep, "/"), os.path.join(folder, name)))
+    if not found:
+        raise SynthesisError("%s holds no video (%s) and no clip folder of <frame>.jpg crops"
+                             % (path, ", ".join(VIDEO_EXTENSIONS)))
+    return found
+
+
+def _is_clip_folder(path):
+    return os.path.isdir(path) and any(name.lower().endswith(".jpg") and os.path.splitext(name)[0].isdigit()
+                                       for name in os.listdir(path))
+
+
+def check_writable(path):
+    """Create the output's folder and prove it can hold a new file, before any expensive work."""
+    if os.path.isdir(path):
+        raise SynthesisError("output %s is a folder; pass a file name like speech.wav" % path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise SynthesisError("cannot write %s (%s); pass a writable --out path" % (path, exc.strerror or exc))
+
+
+def write_outputs(result, out_wav, hp, plot=False, mux_source=None):
+    """Write result.wav to ``out_wav`` (and .png mel plot, .mp4 with the speech muxed in); all atomic."""
+    stem = os.path.splitext(out_wav)[0]
+    written = [out_wav]
+    try:
+        audio.save_wav(result.wav, out_wav, hp.sample_rate)
+        if plot:
+            plotting.plot_mels(stem + ".png", result.mel, result.target_mel, title=result.name)
+            written.append(stem + ".png")
+        if mux_source is not None:
+            mux(mux_source, out_wav, stem + ".mp4", hp)
+            written.append(stem + ".mp4")
+    except OSError as exc:
+        raise SynthesisError("cannot write %s (%s); pass a writable --out path" % (out_wav, exc.strerror or exc))
+    return written
+
+
+def mux(source, wav_path, out_path, hp):
+    """The source video (or a clip folder's crops) with ``wav_path`` as its only audio track, atomically."""
+    from common.prep import video
+    if os.path.isdir(source):
+        clip = clip_from_folder(source, hp)
+        frames = np.stack([_frame_or_black(clip, i, hp) for i in range(clip.num_frames)])
+        video.write_video(frames, audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None), hp.fps, out_path,
+                          hp.sample_rate)
+        return
+    try:
+        with atomic.replacing(out_path, ".mp4") as tmp:
+            video.run_ffmpeg(["-i", source, "-i", wav_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                              "-c:a", "aac", "-b:a", "128k", "-shortest", "-f", "mp4", tmp])
+    except video.VideoError as exc:
+        raise SynthesisError("muxing %s failed (%s); drop --mux or check the video" % (source, exc))
+
+
+def _frame_or_black(clip, number, hp):
+    image = dataset.read_frame(clip, number, hp)
+    return image if image is not None else np.zeros((hp.img_size, hp.img_size, 3), np.uint8)
+
+
+def synthesize(checkpoint, input_path, out, target="gpu", batch_size=8, plot=False, mux_video=False):
+    """Synthesise a video, a clip folder or a folder of them; returns the list of files written.
+
+    One input writes ``out`` (a .wav path); a folder writes ``out/<name>.wav`` per input. All
+    inputs are attempted; SynthesisError names the first failure if any failed.
+    """
+    inputs = find_inputs(input_path)
+    single = len(inputs) == 1 and (os.path.isfile(input_path) or _is_clip_folder(input_path))
+    targets = [(name, path, out if single else os.path.join(out, name + ".wav")) for name, path in inputs]
+    for _, _, out_wav in targets:
+        check_writable(out_wav)
+    written, failed = [], []
+    work_dir = tempfile.mkdtemp(prefix="lip2wav-synthesize-")
+    try:
+        with Synthesizer(checkpoint, target, batch_size) as synth:
+            for name, path, out_wav in tqdm(targets, desc="synthesize", unit="input", disable=True if single else None):
+                try:
+                    result = synth.synthesize_path(path, work_dir)
+                    written += write_outputs(result, out_wav, synth.hp, plot, path if mux_video else None)
+                except (SynthesisError, dataset.DatasetError, audio.AudioError) as exc:
+                    if single:
+                        raise
+                    LOG.warning("%s: %s", name, exc)
+                    failed.append((name, str(exc)))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    if failed:
+        raise SynthesisError("%d of %d inputs failed (first: %s: %s); the others were written"
+                             % (len(failed), len(targets), failed[0][0], failed[0][1]))
+    return written
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m export.apps.synthesize", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    parser.add_argument("--video", required=True,
+                        help="A video, a preprocessed clip folder (<frame>.jpg crops) or a folder of videos.")
+    parser.add_argument("--out", required=True, help="Output .wav for one input; output folder for a folder.")
+    parser.add_argument("--target", default="gpu", choices=sorted(graph.DECODE_LOOPS),
+                        help="Which tree's decode loop runs the checkpoint (same weights either way).")
+    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+    parser.add_argument("--plot", action="store_true", help="Also write <out>.png: predicted (and true) mel.")
+    parser.add_argument("--mux", action="store_true", help="Also write <out>.mp4: the input video with the speech.")
+    return parser
+
+
+def main(argv=None):
+    """Entrypoint: one `error: ...` line and exit 2 on any input, checkpoint or output problem."""
+    args = build_parser().parse_args(argv)
+
+    def body():
+        for path in synthesize(args.checkpoint, args.video, args.out, args.target, args.batch_size, args.plot,
+                               args.mux):
+            print(path)
+    return cli.run(body, level=logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

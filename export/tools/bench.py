@@ -1,0 +1,208 @@
+"""Benchmark both device trees on this machine, in one run, so their figures compare.
+
+For each preset: a synthetic speaker rendered at the preset's sizes; both trees' real training
+graphs (feeder, decode loop, session config) trained side by side, alternating steps so that
+load from other processes on a shared machine hits both alike (sec/step: median after one
+untimed warmup step); then each tree's feeder on a trivial graph (how many batches per second
+it can supply, against how many the training step consumes). Lives in export/ because it
+imports both trees.
+
+``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--out bench.json]``
+prints a table and writes the JSON atomically.
+"""
+import argparse
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from common import cli
+from common import atomic
+from common.config import hparams as hparams_lib
+from common.synthetic import astronaut as synthetic
+from common.training import loop as training
+from common.data.dataset import BatchSource
+from common.tf_compat import tf
+from gpu_training import feeder as gpu_feeder
+from gpu_training import train as gpu_train
+from npu_training import feeder as npu_feeder
+from npu_training import train as npu_train
+
+LOG = logging.getLogger("lip2wav.bench")
+TREES = {"gpu": (gpu_train, gpu_feeder.Feeder), "npu": (npu_train, npu_feeder.Feeder)}
+# Timed steps after one warmup step; chess is ~2.6 TFLOP/step, tens of seconds on 2 cores.
+DEFAULT_STEPS = {"synthetic": 10, "chess": 2}
+MAX_NPU_TO_GPU = 1.1
+
+
+def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, config=None):
+    """Batches per second ``feeder_class`` (either tree's Feeder) supplies to a trivial graph.
+
+    The graph only reduces each batch tensor, so the rate is the feeder's ceiling; compare it
+    with the model's steps per second. Takes ownership of ``source`` (stop() closes it).
+    Returns a dict: batches_per_second, seconds, wait_share (loop time spent waiting), steps.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        feeder = feeder_class(source, hp, batch_size)
+        consume = tf.add_n([tf.reduce_sum(t) for t in (feeder.inputs, feeder.mel_targets, feeder.speaker_embeddings)])
+        with tf.Session(graph=graph, config=config) as sess:
+            feeder.start(sess)
+            try:
+                for _ in range(warmup):
+                    sess.run(consume, feed_dict=feeder.feed_dict())
+                waited = feeder.wait_seconds
+                began = time.monotonic()
+                for _ in range(steps):
+                    sess.run(consume, feed_dict=feeder.feed_dict())
+                seconds = time.monotonic() - began
+                waited = feeder.wait_seconds - waited
+            except (tf.errors.OutOfRangeError, tf.errors.CancelledError):
+                feeder.check()
+                raise
+            finally:
+                feeder.stop()
+    return {"batches_per_second": steps / seconds, "seconds": seconds,
+            "wait_share": waited / seconds, "steps": steps}
+
+
+def make_data(work_dir, preset, hp):
+    """A small synthetic speaker at the preset's img_size and fps; clips outlast a window by 1.5 s."""
+    data_dir = os.path.join(work_dir, "data-" + preset)
+    seconds = max(hp.T / float(hp.fps), hp.mel_step_size / 80.0) + 1.5
+    synthetic.make_speaker(data_dir, hp, num_clips=6, seconds=seconds, seed=0)
+    return data_dir
+
+
+class _TreeRun(object):
+    """One tree's real training graph (feeder, decode loop, optimizer) in its own graph and session."""
+
+    def __init__(self, tree, hp, data_dir, workers):
+        backend = TREES[tree][0].BACKEND
+        self.tree = tree
+        self.source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
+                                  workers=workers)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.set_random_seed(hp.tacotron_random_seed)
+            self.model = training.TrainingGraph(backend, backend.options, hp, self.source)
+            self.session = tf.Session(graph=self.graph, config=backend.session_config(backend.options))
+            self.session.run(tf.global_variables_initializer())
+        self.model.feeder.start(self.session)
+        self.step_seconds = []
+        self.loss = None
+
+    def step(self):
+        feeder = self.model.feeder
+        tick = time.monotonic()
+        values = self.session.run({"train": self.model.train_op, "loss": self.model.losses.total},
+                                  feed_dict=feeder.feed_dict())
+        self.step_seconds.append(time.monotonic() - tick)
+        self.loss = float(values["loss"])
+
+    def close(self):
+        self.model.feeder.stop()
+        self.session.close()
+
+
+def bench_training(hp, data_dir, steps, workers):
+    """Train both trees from the same seed, alternating steps so both see the same machine load.
+
+    Returns {tree: dict(sec_per_step median over the timed steps, data_wait_share, final_loss)}.
+    The first step of each tree (graph optimisation, allocation) is not timed.
+    """
+    runs = [_TreeRun(tree, hp, data_dir, workers) for tree in ("gpu", "npu")]
+    try:
+        for run in runs:
+            run.step()
+            run.model.feeder.wait_seconds = 0.0
+        for index in range(steps):
+            for run in (runs if index % 2 == 0 else runs[::-1]):
+                run.step()
+        results = {}
+        for run in runs:
+            timed = run.step_seconds[1:]
+            results[run.tree] = {"sec_per_step": float(np.median(timed)), "final_loss": run.loss,
+                                 "data_wait_share": run.model.feeder.wait_seconds / float(np.sum(timed))}
+    finally:
+        for run in runs:
+            run.close()
+    return results
+
+
+def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
+    overrides = "tacotron_batch_size=%d" % batch_size if batch_size else ""
+    hp = hparams_lib.resolve(preset, None, overrides)
+    data_dir = make_data(work_dir, preset, hp)
+    trained = bench_training(hp, data_dir, steps, workers)
+    rows = []
+    for tree in ("gpu", "npu"):
+        source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=0, workers=workers)
+        supply = bench_feeder(TREES[tree][1], source, hp, hp.tacotron_batch_size, steps=feeder_steps, warmup=2)
+        sec = trained[tree]["sec_per_step"]
+        rows.append({
+            "preset": preset, "tree": tree, "batch_size": hp.tacotron_batch_size, "timed_steps": steps,
+            "sec_per_step": sec, "samples_per_sec": hp.tacotron_batch_size / sec,
+            "feeder_batches_per_sec": supply["batches_per_second"], "train_batches_per_sec": 1.0 / sec,
+            "data_wait_share": trained[tree]["data_wait_share"], "final_loss": trained[tree]["final_loss"],
+        })
+    gpu, npu = rows
+    npu["npu_to_gpu"] = gpu["npu_to_gpu"] = npu["sec_per_step"] / gpu["sec_per_step"]
+    return rows
+
+
+def format_table(rows):
+    header = ("preset", "tree", "batch", "sec/step", "samples/s", "feeder batch/s", "train batch/s",
+              "data wait", "npu/gpu")
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    for r in rows:
+        lines.append(" | ".join([
+            r["preset"], r["tree"], str(r["batch_size"]), "%.3f" % r["sec_per_step"], "%.2f" % r["samples_per_sec"],
+            "%.1f" % r["feeder_batches_per_sec"], "%.3f" % r["train_batches_per_sec"],
+            "%.1f%%" % (100.0 * (r["data_wait_share"] or 0.0)), "%.3f" % r["npu_to_gpu"]]))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m export.tools.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="synthetic,chess", help="Comma-separated presets to measure.")
+    parser.add_argument("--batch-size", type=int, default=0, help="Batch size for every preset (0: the preset's).")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="Timed steps after one warmup step (0: 10 for synthetic, 2 otherwise).")
+    parser.add_argument("--feeder-steps", type=int, default=20, help="Batches timed per feeder.")
+    parser.add_argument("--workers", type=int, default=2, help="Data loading threads.")
+    parser.add_argument("--work-dir", default=None, help="Keep data and runs here (default: a temporary folder).")
+    parser.add_argument("--out", default="bench.json", help="Where the JSON results go.")
+    args = parser.parse_args(argv)
+    return cli.run(lambda: run_bench(args))
+
+
+def run_bench(args):
+    """Measure every requested preset, print the table and write the JSON results."""
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-bench-")
+    rows = []
+    started = time.time()
+    try:
+        for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+            steps = args.steps or DEFAULT_STEPS.get(preset, 2)
+            rows.extend(bench_preset(work_dir, preset, args.batch_size, steps, args.feeder_steps, args.workers))
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    table = format_table(rows)
+    print(table)
+    atomic.write_json(args.out, {
+        "rows": rows, "table": table, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "machine": platform.machine(), "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started,
+        "npu_within_limit": all(r["npu_to_gpu"] <= MAX_NPU_TO_GPU for r in rows),
+    })
+    LOG.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

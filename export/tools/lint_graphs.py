@@ -1,0 +1,81 @@
+"""Lint a device tree's real graphs (training and inference) for what the Ascend compiler rejects.
+
+The graphs are built exactly as the tree builds them (its feeder, decode loop and optimizer
+wrapper in the shared training graph; export.graph's inference graph), with static shapes
+recorded (add_shapes=True), and checked by npu_training.lint. The NPU tree must come out
+clean; the GPU tree is expected to be reported (FIFOQueue feeder, dynamic-length loop), which
+shows the lint sees what it should. Lives in export/ because it builds both trees.
+
+CLI: ``python -m export.tools.lint_graphs [--preset synthetic] [--target npu|gpu]`` prints one
+finding a line (graph, node, op, reason); exit status 0 clean, 1 findings, 2 error.
+"""
+import argparse
+import collections
+import logging
+import sys
+
+from common import cli
+from common.config import hparams as hparams_lib
+from common.training import loop as training
+from common.tf_compat import tf
+from export.graph import build_inference_graph
+from gpu_training import train as gpu_train
+from npu_training import lint
+from npu_training import train as npu_train
+
+LOG = logging.getLogger("lip2wav.lint_graphs")
+BACKENDS = {"gpu": gpu_train.BACKEND, "npu": npu_train.BACKEND}
+GraphFinding = collections.namedtuple("GraphFinding", ["graph", "node", "op", "reason"])
+
+
+class _NoData(object):
+    """Stands in for a BatchSource: building a graph reads no batch."""
+
+    def __iter__(self):
+        raise RuntimeError("the lint graph is built, never run")
+
+
+def training_graph(hp, target):
+    """The target tree's training graph, as common.training builds it for a run."""
+    backend = BACKENDS[target]
+    graph = tf.Graph()
+    with graph.as_default():
+        training.TrainingGraph(backend, backend.options, hp, _NoData())
+    return graph
+
+
+def inference_graph(hp, target, batch_size=1):
+    graph = tf.Graph()
+    with graph.as_default():
+        build_inference_graph(hp, target, batch_size)
+    return graph
+
+
+def lint_model_graphs(hp, target="npu", batch_size=1):
+    """GraphFindings for the target tree's training graph and inference graph; empty means clean."""
+    if target not in BACKENDS:
+        raise ValueError("target must be one of %s" % ", ".join(sorted(BACKENDS)))
+    findings = [GraphFinding("training", *f) for f in lint.lint_graph(training_graph(hp, target))]
+    findings += [GraphFinding("inference", *f)
+                 for f in lint.lint_graph(inference_graph(hp, target, batch_size), inference=True)]
+    return findings
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m export.tools.lint_graphs", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="synthetic", help="Hyperparameter preset the graphs are built for.")
+    parser.add_argument("--hparams", default="", help="Overrides, e.g. 'tacotron_batch_size=4'.")
+    parser.add_argument("--target", default="npu", choices=sorted(BACKENDS), help="Device tree whose graphs to lint.")
+    args = parser.parse_args(argv)
+
+    def body():
+        findings = lint_model_graphs(hparams_lib.resolve(args.preset, None, args.hparams), args.target)
+        for finding in findings:
+            print("\t".join(finding))
+        LOG.info("%s tree, preset %s: %d finding(s)", args.target, args.preset, len(findings))
+        return 1 if findings else 0
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
