@@ -7,6 +7,7 @@ import binascii
 import contextlib
 import json
 import os
+import shutil
 
 
 def temp_path(path, suffix=""):
@@ -54,3 +55,30 @@ def write_text(path, text):
     with replacing(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
+
+
+@contextlib.contextmanager
+def building_folder(path, tmp):
+    """Yield ``tmp``, a fresh folder to fill; it is renamed to ``path`` if the block succeeds and removed either way.
+
+    ``tmp`` must be on the same file system as ``path``; a stale ``tmp`` from a killed run is replaced.
+    """
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        os.rename(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable_dir(folder):
+    """Create ``folder`` if needed and prove a new file can be written there (raises OSError), before costly work."""
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+    remove_quietly(temp_path(os.path.join(folder, "probe")))

@@ -7,6 +7,7 @@ frozen for TF serving or converted by ATC: ``face_windows`` [batch, T, S, S, 3] 
 import os
 
 from common.config import hparams as hparams_lib
+from common.data import windows
 from common.model import network as model_lib
 from common.tf_compat import tf
 from export.batching import run_in_batches
@@ -50,7 +51,7 @@ def build_inference_graph(hp, target="gpu", batch_size=1):
     """Placeholder -> mels with the target tree's decode loop; returns (input, mels, alignments)."""
     if target not in DECODE_LOOPS:
         raise ValueError("target must be one of %s" % ", ".join(sorted(DECODE_LOOPS)))
-    inputs = tf.placeholder(tf.float32, [batch_size, hp.T, hp.img_size, hp.img_size, 3], name=INPUT_NAME)
+    inputs = tf.placeholder(tf.float32, [batch_size] + list(windows.window_shape(hp)), name=INPUT_NAME)
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
     outputs = model_lib.Lip2Wav(hp, DECODE_LOOPS[target]).build(inputs, speakers, is_training=False)
     mels = tf.identity(outputs.postnet_mels, name=OUTPUT_NAME)

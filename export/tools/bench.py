@@ -26,6 +26,7 @@ from common import atomic
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
 from common.training import loop as training
+from common.data import timing
 from common.data.dataset import BatchSource
 from common.tf_compat import tf
 from gpu_training import feeder as gpu_feeder
@@ -74,7 +75,7 @@ def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, confi
 def make_data(work_dir, preset, hp):
     """A small synthetic speaker at the preset's img_size and fps; clips outlast a window by 1.5 s."""
     data_dir = os.path.join(work_dir, "data-" + preset)
-    seconds = max(hp.T / float(hp.fps), hp.mel_step_size / 80.0) + 1.5
+    seconds = max(timing.seconds(hp.T, hp), timing.mel_seconds(hp.mel_step_size, hp)) + 1.5
     synthetic.make_speaker(data_dir, hp, num_clips=6, seconds=seconds, seed=0)
     return data_dir
 
