@@ -50,11 +50,28 @@ def write_json(path, payload, sort_keys=True):
     write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys))
 
 
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
+def write_text(path, text, mode=None):
+    """Write ``text`` to ``path`` atomically; ``mode`` (e.g. 0o755 for a script) is set before the rename."""
     with replacing(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
+
+
+def write_files(contents):
+    """Write {path: bytes} so that each file appears whole: all are written first, then all renamed."""
+    temps = {}
+    try:
+        for path, data in contents.items():
+            temps[path] = temp_path(path)
+            with open(temps[path], "wb") as f:
+                f.write(data)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            remove_quietly(tmp)
 
 
 @contextlib.contextmanager

@@ -11,14 +11,13 @@ from common.data import windows
 from common.model import network as model_lib
 from common.tf_compat import tf
 from export.batching import run_in_batches
-from gpu_training.decoder import dynamic_decode_loop
-from npu_training.decoder import static_decode_loop
+from common.training import rundir
+from export import trees
 from common.errors import Lip2WavError
 
 INPUT_NAME = "face_windows"
 OUTPUT_NAME = "mel_outputs"
 ALIGNMENT_NAME = "alignments"
-DECODE_LOOPS = {"gpu": dynamic_decode_loop, "npu": static_decode_loop}
 
 
 class CheckpointError(Lip2WavError, ValueError):
@@ -29,8 +28,7 @@ def resolve_checkpoint(run_or_checkpoint):
     """A run directory or a checkpoint prefix -> (hparams, checkpoint prefix)."""
     path = run_or_checkpoint.rstrip("/")
     if os.path.isdir(path):
-        run_dir = path
-        checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        checkpoint = tf.train.latest_checkpoint(os.path.join(path, rundir.CHECKPOINTS))
         if checkpoint is None:
             raise CheckpointError("%s holds no checkpoint; train first (invoke train) or pass a "
                                   "model.ckpt-N prefix" % path)
@@ -39,8 +37,8 @@ def resolve_checkpoint(run_or_checkpoint):
             raise CheckpointError("checkpoint %s does not exist; pass a run directory or a model.ckpt-N prefix"
                                   % path)
         checkpoint = path
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    hparams_path = os.path.join(run_dir, "hparams.json")
+    run_dir = rundir.run_dir_of(path)
+    hparams_path = os.path.join(run_dir, rundir.HPARAMS)
     if not os.path.isfile(hparams_path):
         raise CheckpointError("no hparams.json in %s; a checkpoint needs the run directory it was trained in"
                               % run_dir)
@@ -49,11 +47,10 @@ def resolve_checkpoint(run_or_checkpoint):
 
 def build_inference_graph(hp, target="gpu", batch_size=1):
     """Placeholder -> mels with the target tree's decode loop; returns (input, mels, alignments)."""
-    if target not in DECODE_LOOPS:
-        raise ValueError("target must be one of %s" % ", ".join(sorted(DECODE_LOOPS)))
+    decode_loop = trees.backend(target).decode_loop
     inputs = tf.placeholder(tf.float32, [batch_size] + list(windows.window_shape(hp)), name=INPUT_NAME)
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
-    outputs = model_lib.Lip2Wav(hp, DECODE_LOOPS[target]).build(inputs, speakers, is_training=False)
+    outputs = model_lib.Lip2Wav(hp, decode_loop).build(inputs, speakers, is_training=False)
     mels = tf.identity(outputs.postnet_mels, name=OUTPUT_NAME)
     # Both loops run exactly max_iters steps at inference; say so for the dynamic one too.
     mels.set_shape([batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels])

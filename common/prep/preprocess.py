@@ -26,6 +26,7 @@ from common import atomic
 from common import cli
 from common.data import audio
 from common.data import crops
+from common.data import dataset
 from common.data import timing
 from common.prep import faces
 from common.prep import video
@@ -365,7 +366,7 @@ def write_speaker_splits(data_dir, speaker):
     """Write ``data_dir/{train,val,test}.txt`` with the speaker's video ids that have preprocessed clips."""
     from common.prep import download
     counts = {}
-    for split in download.SPLITS:
+    for split in dataset.SPLITS:
         ids = [vid for vid in download.speaker_ids(speaker, split)
                if os.path.isdir(os.path.join(data_dir, "preprocessed", vid))]
         atomic.write_text(os.path.join(data_dir, split + ".txt"), "".join(i + "\n" for i in ids))
@@ -400,7 +401,6 @@ def preprocess_speaker(speaker, data_root, hp, opts=None, workers=2):
 
 def dataset_report(data_dir, hp):
     """Per-split hours, clips, usable windows and missing frames, plus the last run's drops (one screen)."""
-    from common.data import dataset
     if not os.path.isdir(data_dir):
         raise PreprocessError("data directory %s does not exist; pass --data DIR" % data_dir)
     lines = ["%-6s %6s %8s %9s %15s %15s" % ("split", "clips", "hours", "frames", "usable windows", "frames missing")]

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common import cli
+from common import devices
 from common import atomic
 from common.data import audio
 from common.data import crops
@@ -267,7 +268,7 @@ def build_parser():
     parser.add_argument("--video", required=True,
                         help="A video, a preprocessed clip folder (<frame>.jpg crops) or a folder of videos.")
     parser.add_argument("--out", required=True, help="Output .wav for one input; output folder for a folder.")
-    parser.add_argument("--target", default="gpu", choices=sorted(graph.DECODE_LOOPS),
+    parser.add_argument("--target", default="gpu", choices=devices.TREES,
                         help="Which tree's decode loop runs the checkpoint (same weights either way).")
     parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
     parser.add_argument("--plot", action="store_true", help="Also write <out>.png: predicted (and true) mel.")
