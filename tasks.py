@@ -35,9 +35,12 @@ def _argparse_help(module: str) -> dict[str, str]:
     return found
 
 
-def cli_task(module: str, name: str = "", **help_overrides: str):
-    """@task wrapping `python -m module`: each flag's help is the entrypoint's own unless overridden here."""
-    declared = _argparse_help(module)
+def cli_task(module: str, *more_modules: str, name: str = "", **help_overrides: str):
+    """@task wrapping `python -m module`: each flag's help is the entrypoint's own (declared in ``module`` or
+    in ``more_modules`` it takes flags from) unless overridden here."""
+    declared = {}
+    for source in (module,) + more_modules:
+        declared.update(_argparse_help(source))
 
     def decorate(function):
         params = [p.replace("_", "-") for p in list(inspect.signature(function).parameters)[1:]]
@@ -132,7 +135,7 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
                      rank_table)
 
 
-@cli_task("export.apps.synthesize", out="output .wav for one input, output folder for a folder of inputs")
+@cli_task("export.apps.synthesize", "export.graph", out="output .wav for one input, output folder for a folder of inputs")
 def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "speech.wav", target: str = "gpu",
                batch_size: int = 8, plot: bool = False, mux: bool = False) -> None:
     """Speech from silent face video: face crops -> sliding windows -> mels -> Griffin-Lim 16 kHz wav."""
@@ -144,7 +147,7 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
                                                      batch_size=batch_size, plot=plot, mux=mux))
 
 
-@cli_task("export.apps.evaluate")
+@cli_task("export.apps.evaluate", "export.graph")
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
              target: str = "gpu", batch_size: int = 8, plot: bool = False) -> None:
     """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper."""

@@ -6,11 +6,12 @@ frozen for TF serving or converted by ATC: ``face_windows`` [batch, T, S, S, 3] 
 """
 import os
 
+from common import devices
 from common.config import hparams as hparams_lib
 from common.data import windows
 from common.model import network as model_lib
 from common.tf_compat import tf
-from export.batching import run_in_batches
+from export.batching import SessionRunner, run_in_batches
 from common.training import rundir
 from export import trees
 from common.errors import Lip2WavError
@@ -45,6 +46,14 @@ def resolve_checkpoint(run_or_checkpoint):
     return hparams_lib.load(hparams_path), checkpoint
 
 
+def add_checkpoint_arguments(parser):
+    """The flags that pick what predicts: --checkpoint, --target (whose decode loop), --batch-size."""
+    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    parser.add_argument("--target", default="gpu", choices=devices.TREES,
+                        help="Which tree's decode loop runs the checkpoint (same weights either way).")
+    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+
+
 def build_inference_graph(hp, target="gpu", batch_size=1):
     """Placeholder -> mels with the target tree's decode loop; returns (input, mels, alignments)."""
     decode_loop = trees.backend(target).decode_loop
@@ -58,7 +67,7 @@ def build_inference_graph(hp, target="gpu", batch_size=1):
     return inputs, mels, alignments
 
 
-class CheckpointPredictor(object):
+class CheckpointPredictor(SessionRunner):
     """Face windows -> mel windows from a checkpoint, in fixed-size batches (the last one padded)."""
 
     def __init__(self, run_or_checkpoint, target="gpu", batch_size=4):
@@ -82,12 +91,3 @@ class CheckpointPredictor(object):
             lambda batch: self.session.run([self.mels, self.alignments], {self.inputs: batch}),
             windows, self.batch_size)
         return (mels, alignments) if with_alignments else mels
-
-    def close(self):
-        self.session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()

@@ -25,11 +25,15 @@ TF_MODULES = ("tensorflow", "tensorflow.compat.v1")
 
 def tree_files():
     """Repo-relative paths of the .py files that run inside the device images."""
+    return python_files(ROOT, TREES)
+
+
+def python_files(root, packages):
     found = []
-    for tree in TREES:
-        for folder, subdirs, files in os.walk(os.path.join(ROOT, tree)):
+    for package in packages:
+        for folder, subdirs, files in os.walk(os.path.join(root, package)):
             subdirs[:] = sorted(d for d in subdirs if d != "__pycache__" and not d.startswith("."))
-            found.extend(os.path.relpath(os.path.join(folder, f), ROOT).replace(os.sep, "/")
+            found.extend(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/")
                          for f in sorted(files) if f.endswith(".py"))
     return found
 
@@ -383,16 +387,6 @@ def layering_problems(source, relpath):
 def test_import_layering():
     problems = [p for relpath in tree_files() for p in layering_problems(read(relpath), relpath)]
     assert not problems, "\n".join(problems)
-
-
-def python_files(root, packages):
-    found = []
-    for package in packages:
-        for folder, subdirs, files in os.walk(os.path.join(root, package)):
-            subdirs[:] = sorted(d for d in subdirs if d != "__pycache__" and not d.startswith("."))
-            found.extend(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/")
-                         for f in sorted(files) if f.endswith(".py"))
-    return found
 
 
 def import_graph(root, packages, extra=("tasks.py",)):

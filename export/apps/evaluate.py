@@ -21,7 +21,6 @@ import numpy as np
 from tqdm import tqdm
 
 from common import cli
-from common import devices
 from common.data import audio
 from common.data import dataset
 from common import atomic
@@ -167,13 +166,10 @@ def format_table(summary):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m export.apps.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    graph.add_checkpoint_arguments(parser)
     parser.add_argument("--data", required=True, help="Preprocessed data directory with <split>.txt.")
     parser.add_argument("--split", default="test", help="Split to score (default test).")
     parser.add_argument("--out", default=None, help="Output folder (default <run>/eval-<split>).")
-    parser.add_argument("--target", default="gpu", choices=devices.TREES,
-                        help="Which tree's decode loop runs the checkpoint.")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
     parser.add_argument("--plot", action="store_true", help="Also write a predicted-vs-true mel PNG per clip.")
     parser.add_argument("--no-wavs", action="store_true", help="Do not keep the synthesised wavs.")
     return parser

@@ -21,7 +21,6 @@ import numpy as np
 from tqdm import tqdm
 
 from common import cli
-from common import devices
 from common import atomic
 from common.data import audio
 from common.data import crops
@@ -264,13 +263,10 @@ def synthesize(checkpoint, input_path, out, target="gpu", batch_size=8, plot=Fal
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m export.apps.synthesize", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    graph.add_checkpoint_arguments(parser)
     parser.add_argument("--video", required=True,
                         help="A video, a preprocessed clip folder (<frame>.jpg crops) or a folder of videos.")
     parser.add_argument("--out", required=True, help="Output .wav for one input; output folder for a folder.")
-    parser.add_argument("--target", default="gpu", choices=devices.TREES,
-                        help="Which tree's decode loop runs the checkpoint (same weights either way).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
     parser.add_argument("--plot", action="store_true", help="Also write <out>.png: predicted (and true) mel.")
     parser.add_argument("--mux", action="store_true", help="Also write <out>.mp4: the input video with the speech.")
     return parser
