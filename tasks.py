@@ -126,16 +126,17 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
     flags = dict(preset=preset, hparams=hparams, steps=steps or None, checkpoint_every=checkpoint_every or None)
     if local:
         # On the host the tree itself falls back to the CPU (one log line) when there is no device.
-        rank_table = engine.npu_rank_table(run_path, device_ids, emulate, container_path=False) if target == "npu" else None
+        rank_table = engine.rank_table(target, run_path, device_ids, emulate, container_path=False)
         engine.train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, rank_table)
         return
-    rank_table = engine.npu_rank_table(run_path, device_ids, emulate, container_path=True) if target == "npu" else None
+    rank_table = engine.rank_table(target, run_path, device_ids, emulate, container_path=True)
     args = launch.train_args(launch.CONTAINER_DATA, launch.CONTAINER_RUN, **flags)
     engine.train_container(target, image or launch.IMAGES[target], data_dir, run_path, device_ids, emulate, args,
-                     rank_table)
+                           rank_table)
 
 
-@cli_task("export.apps.synthesize", "export.graph", out="output .wav for one input, output folder for a folder of inputs")
+@cli_task("export.apps.synthesize", "export.graph",
+          out="output .wav for one input, output folder for a folder of inputs")
 def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "speech.wav", target: str = "gpu",
                batch_size: int = 8, plot: bool = False, mux: bool = False) -> None:
     """Speech from silent face video: face crops -> sliding windows -> mels -> Griffin-Lim 16 kHz wav."""

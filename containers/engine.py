@@ -114,9 +114,9 @@ def build_image(target: str, base_image: str, requirements: str, wheelhouse: str
     print(f"built {image} ({size / 1e9:.2f} GB) in {time.monotonic() - start:.0f} s", file=sys.stderr)
 
 
-def npu_rank_table(run_dir: Path, devices: list[int], emulate: bool, container_path: bool) -> str | None:
+def rank_table(target: str, run_dir: Path, devices: list[int], emulate: bool, container_path: bool) -> str | None:
     """Write the HCCL rank table into the run dir for multi-NPU runs; return the path the trainer will see."""
-    if len(devices) < 2:
+    if target != "npu" or len(devices) < 2:
         return None
     if emulate:
         server_id, ips = "127.0.0.1", {d: "127.0.0.1" for d in devices}

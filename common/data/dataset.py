@@ -5,10 +5,11 @@ crops (0-based), ``audio.wav`` and ``mels.npz`` (key ``spec``, ``[num_mels, fram
 ``<data_dir>/<split>.txt`` lists ids, each a clip folder or a folder of clip folders.
 
 A window is ``T`` frames from frame ``s`` and ``mel_step_size`` mel frames from
-``timing.mel_start(s)``; crops are read by common.data.crops. Training samples windows at random (as the original did) and
-skips, with a count per reason, those that run past the end or lack a crop. Batches are built
-by background threads because JPEG decoding dominates and cv2 releases the GIL; every failure
-in a thread is re-raised in the consumer so a bad clip can never hang or silently kill training.
+``timing.mel_start(s)``; crops are read by common.data.crops. Training samples windows at random
+(as the original did) and skips, with a count per reason, those that run past the end or lack a
+crop. Batches are built by background threads because JPEG decoding dominates and cv2 releases
+the GIL; every failure in a thread is re-raised in the consumer so a bad clip can never hang or
+silently kill training.
 """
 import bisect
 import collections

@@ -80,7 +80,8 @@ def ground_truth(clip, hp):
     wav_path = os.path.join(clip.path, dataset.AUDIO)
     if not os.path.isfile(wav_path):
         return None, None
-    wav = fit_length(audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None), timing.num_samples(clip.num_frames, hp))
+    wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
+    wav = fit_length(wav, timing.num_samples(clip.num_frames, hp))
     return audio.melspectrogram(wav, hp).T, wav
 
 

@@ -141,7 +141,8 @@ def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
     rows = []
     for tree in devices.TREES:
         source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=0, workers=workers)
-        supply = bench_feeder(trees.backend(tree).feeder_class, source, hp, hp.tacotron_batch_size, steps=feeder_steps, warmup=2)
+        supply = bench_feeder(trees.backend(tree).feeder_class, source, hp, hp.tacotron_batch_size,
+                              steps=feeder_steps, warmup=2)
         sec = trained[tree]["sec_per_step"]
         rows.append({
             "preset": preset, "tree": tree, "batch_size": hp.tacotron_batch_size, "timed_steps": steps,
