@@ -17,6 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TREES = ("common", "gpu_training", "npu_training", "export")
+IMAGE_CONTAINER_FILES = ("containers/__init__.py", "containers/launch.py")
 API_PATH = os.path.join(ROOT, "tests", "tf1_15_api.txt")
 SIGNATURES_PATH = os.path.join(ROOT, "tests", "tf1_15_signatures.tsv")
 TF_COMPAT = "common/tf_compat.py"
@@ -24,8 +25,8 @@ TF_MODULES = ("tensorflow", "tensorflow.compat.v1")
 
 
 def tree_files():
-    """Repo-relative paths of the .py files that run inside the device images."""
-    return python_files(ROOT, TREES)
+    """Repo-relative paths of the .py files that run inside the device images (see .dockerignore)."""
+    return python_files(ROOT, TREES) + list(IMAGE_CONTAINER_FILES)
 
 
 def python_files(root, packages):
