@@ -7,6 +7,7 @@ import binascii
 import contextlib
 import json
 import os
+import shutil
 
 
 def temp_path(path, suffix=""):
@@ -49,8 +50,52 @@ def write_json(path, payload, sort_keys=True):
     write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys))
 
 
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
+def write_text(path, text, mode=None):
+    """Write ``text`` to ``path`` atomically; ``mode`` (e.g. 0o755 for a script) is set before the rename."""
     with replacing(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
+        if mode is not None:
+            os.chmod(tmp, mode)
+
+
+def write_files(contents):
+    """Write {path: bytes} so that each file appears whole: all are written first, then all renamed."""
+    temps = {}
+    try:
+        for path, data in contents.items():
+            temps[path] = temp_path(path)
+            with open(temps[path], "wb") as f:
+                f.write(data)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            remove_quietly(tmp)
+
+
+@contextlib.contextmanager
+def building_folder(path, tmp):
+    """Yield ``tmp``, a fresh folder to fill; it is renamed to ``path`` if the block succeeds and removed either way.
+
+    ``tmp`` must be on the same file system as ``path``; a stale ``tmp`` from a killed run is replaced.
+    """
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        os.rename(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable_dir(folder):
+    """Create ``folder`` if needed and prove a new file can be written there (raises OSError), before costly work."""
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+    remove_quietly(temp_path(os.path.join(folder, "probe")))

@@ -10,11 +10,13 @@ import shlex
 import signal
 import subprocess
 import sys
+from common import atomic
 from common import cli
+from common import devices
 from common.errors import Lip2WavError
 
-TARGETS = ("npu", "gpu")
-IMAGES = {"npu": "lip2wav-npu", "gpu": "lip2wav-gpu"}
+TARGETS = devices.TREES
+IMAGES = dict((target, "lip2wav-" + target) for target in TARGETS)
 CONTAINER_DATA = "/workspace/data"
 CONTAINER_RUN = "/workspace/run"
 RANK_TABLE_NAME = "rank_table.json"
@@ -44,9 +46,10 @@ def parse_devices(text):
 
 
 def train_module(target):
-    if target not in TARGETS:
-        raise LaunchError("unknown target %r: use one of %s" % (target, ", ".join(TARGETS)))
-    return "%s_training.train" % target
+    try:
+        return devices.train_module(target)
+    except devices.UnknownTreeError as exc:
+        raise LaunchError(str(exc))
 
 
 def train_args(data, run_dir, preset, hparams, steps, checkpoint_every):
@@ -96,11 +99,7 @@ def write_rank_table(run_dir, table):
     """Write rank_table.json into the run dir atomically; returns its path."""
     os.makedirs(str(run_dir), exist_ok=True)
     path = os.path.join(str(run_dir), RANK_TABLE_NAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(table, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(table, indent=2) + "\n")
     return path
 
 

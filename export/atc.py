@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 
+from common import atomic
 from common import cli
 from export.freeze import ExportError, base_name
 
@@ -51,15 +52,9 @@ def write_script(path, command):
             "set -e\n"
             "cd \"$(dirname \"$0\")\"\n"
             "%s\n" % " ".join(shlex.quote(arg) for arg in command))
-    tmp = "%s.tmp-%d" % (path, os.getpid())
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
+        atomic.write_text(path, text, mode=0o755)
     except (IOError, OSError) as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise ExportError("cannot write %s (%s): pass a writable export directory" % (path, error.strerror or error))
 
 

@@ -19,3 +19,16 @@ def run_in_batches(run_batch, windows, batch_size):
         probe = run_batch(np.zeros((batch_size,) + tuple(windows.shape[1:]), np.float32))
         return [output[:0] for output in probe]
     return [np.concatenate(outputs) for outputs in zip(*chunks)]
+
+
+class SessionRunner(object):
+    """A runner that owns ``self.session``: close() it, or use the runner as a context manager."""
+
+    def close(self):
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

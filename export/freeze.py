@@ -15,18 +15,18 @@ import json
 import logging
 import os
 import sys
-import tempfile
 
 from google.protobuf import text_format
 
+from common import atomic
 from common import cli
+from common import devices
 from common.tf_compat import tf
 from export import graph as graph_lib
 from npu_training import lint as lint_lib
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger("lip2wav.freeze")
-TARGETS = ("gpu", "npu")
 # Ops that must not survive freezing: state, its updates, optimisers and checkpoint I/O.
 TRAINING_OPS = frozenset([
     "Variable", "VariableV2", "VarHandleOp", "VarIsInitializedOp", "ReadVariableOp", "Assign", "AssignAdd",
@@ -98,11 +98,7 @@ def node_shape(graph_def, name):
 def prepare_out_dir(out_dir):
     """Create out_dir and prove it is writable before any work is done."""
     try:
-        if not os.path.isdir(out_dir):
-            os.makedirs(out_dir)
-        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=out_dir)
-        os.close(handle)
-        os.remove(probe)
+        atomic.check_writable_dir(out_dir)
     except OSError as error:
         raise ExportError("cannot write to output directory %s (%s): pass a writable --out"
                           % (out_dir, error.strerror or error))
@@ -110,27 +106,16 @@ def prepare_out_dir(out_dir):
 
 def write_atomically(files):
     """files: {final path: bytes}. All are written to temp names first, then renamed into place."""
-    temps = {}
     try:
-        for path, data in files.items():
-            temps[path] = "%s.tmp-%d" % (path, os.getpid())
-            with open(temps[path], "wb") as f:
-                f.write(data)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
+        atomic.write_files(files)
     except (IOError, OSError) as error:
         raise ExportError("cannot write %s (%s): pass a writable --out with free space"
                           % (error.filename or "the export", error.strerror or error))
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def freeze(run_or_checkpoint, out_dir, target="gpu", batch_size=1):
     """Freeze a run (latest checkpoint) or a checkpoint prefix for ``target``; returns the manifest."""
-    if target not in TARGETS:
-        raise ExportError("unknown target %r: use gpu or npu" % target)
+    devices.check(target)
     if batch_size < 1:
         raise ExportError("batch size must be at least 1, got %d" % batch_size)
     hp, checkpoint = graph_lib.resolve_checkpoint(run_or_checkpoint)
@@ -170,7 +155,7 @@ def main(argv=None):
     """Entrypoint: one `error: ...` line and exit status 2 on a boundary error."""
     parser = argparse.ArgumentParser(prog="python -m export.freeze", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="run directory (latest checkpoint) or model.ckpt-N prefix")
-    parser.add_argument("--target", choices=TARGETS, default="npu", help="decode loop to freeze (default npu)")
+    parser.add_argument("--target", choices=devices.TREES, default="npu", help="decode loop to freeze (default npu)")
     parser.add_argument("--out", required=True, help="output directory for lip2wav_<target>.pb/.pbtxt/.json")
     parser.add_argument("--batch-size", type=int, default=1, help="static batch of the input (default 1)")
     args = parser.parse_args(argv)

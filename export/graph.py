@@ -6,18 +6,19 @@ frozen for TF serving or converted by ATC: ``face_windows`` [batch, T, S, S, 3] 
 """
 import os
 
+from common import devices
 from common.config import hparams as hparams_lib
+from common.data import windows
 from common.model import network as model_lib
 from common.tf_compat import tf
-from export.batching import run_in_batches
-from gpu_training.decoder import dynamic_decode_loop
-from npu_training.decoder import static_decode_loop
+from export.batching import SessionRunner, run_in_batches
+from common.training import rundir
+from export import trees
 from common.errors import Lip2WavError
 
 INPUT_NAME = "face_windows"
 OUTPUT_NAME = "mel_outputs"
 ALIGNMENT_NAME = "alignments"
-DECODE_LOOPS = {"gpu": dynamic_decode_loop, "npu": static_decode_loop}
 
 
 class CheckpointError(Lip2WavError, ValueError):
@@ -28,8 +29,7 @@ def resolve_checkpoint(run_or_checkpoint):
     """A run directory or a checkpoint prefix -> (hparams, checkpoint prefix)."""
     path = run_or_checkpoint.rstrip("/")
     if os.path.isdir(path):
-        run_dir = path
-        checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        checkpoint = tf.train.latest_checkpoint(os.path.join(path, rundir.CHECKPOINTS))
         if checkpoint is None:
             raise CheckpointError("%s holds no checkpoint; train first (invoke train) or pass a "
                                   "model.ckpt-N prefix" % path)
@@ -38,21 +38,28 @@ def resolve_checkpoint(run_or_checkpoint):
             raise CheckpointError("checkpoint %s does not exist; pass a run directory or a model.ckpt-N prefix"
                                   % path)
         checkpoint = path
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    hparams_path = os.path.join(run_dir, "hparams.json")
+    run_dir = rundir.run_dir_of(path)
+    hparams_path = os.path.join(run_dir, rundir.HPARAMS)
     if not os.path.isfile(hparams_path):
         raise CheckpointError("no hparams.json in %s; a checkpoint needs the run directory it was trained in"
                               % run_dir)
     return hparams_lib.load(hparams_path), checkpoint
 
 
+def add_checkpoint_arguments(parser):
+    """The flags that pick what predicts: --checkpoint, --target (whose decode loop), --batch-size."""
+    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    parser.add_argument("--target", default="gpu", choices=devices.TREES,
+                        help="Which tree's decode loop runs the checkpoint (same weights either way).")
+    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+
+
 def build_inference_graph(hp, target="gpu", batch_size=1):
     """Placeholder -> mels with the target tree's decode loop; returns (input, mels, alignments)."""
-    if target not in DECODE_LOOPS:
-        raise ValueError("target must be one of %s" % ", ".join(sorted(DECODE_LOOPS)))
-    inputs = tf.placeholder(tf.float32, [batch_size, hp.T, hp.img_size, hp.img_size, 3], name=INPUT_NAME)
+    decode_loop = trees.backend(target).decode_loop
+    inputs = tf.placeholder(tf.float32, [batch_size] + list(windows.window_shape(hp)), name=INPUT_NAME)
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
-    outputs = model_lib.Lip2Wav(hp, DECODE_LOOPS[target]).build(inputs, speakers, is_training=False)
+    outputs = model_lib.Lip2Wav(hp, decode_loop).build(inputs, speakers, is_training=False)
     mels = tf.identity(outputs.postnet_mels, name=OUTPUT_NAME)
     # Both loops run exactly max_iters steps at inference; say so for the dynamic one too.
     mels.set_shape([batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels])
@@ -60,7 +67,7 @@ def build_inference_graph(hp, target="gpu", batch_size=1):
     return inputs, mels, alignments
 
 
-class CheckpointPredictor(object):
+class CheckpointPredictor(SessionRunner):
     """Face windows -> mel windows from a checkpoint, in fixed-size batches (the last one padded)."""
 
     def __init__(self, run_or_checkpoint, target="gpu", batch_size=4):
@@ -84,12 +91,3 @@ class CheckpointPredictor(object):
             lambda batch: self.session.run([self.mels, self.alignments], {self.inputs: batch}),
             windows, self.batch_size)
         return (mels, alignments) if with_alignments else mels
-
-    def close(self):
-        self.session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from common.tf_compat import tf
-from export.batching import run_in_batches
+from export.batching import SessionRunner, run_in_batches
 from common.errors import Lip2WavError
 
 DEFAULT_INPUT = "face_windows:0"
@@ -20,7 +20,7 @@ class FrozenGraphError(Lip2WavError, ValueError):
     """A frozen graph or manifest that cannot be used; the message names the fix."""
 
 
-class FrozenGraphRunner(object):
+class FrozenGraphRunner(SessionRunner):
     """Face windows -> mel windows from a frozen .pb, in fixed-size batches (the last one padded).
 
     manifest_json defaults to the .json next to the .pb; without one, the standard tensor
@@ -71,12 +71,3 @@ class FrozenGraphRunner(object):
                                    "hparams" % (list(windows.shape), ", ".join(str(d) for d in self.window_shape)))
         return run_in_batches(lambda batch: [self.session.run(self.mels, {self.inputs: batch})],
                               windows, self.batch_size)[0]
-
-    def close(self):
-        self.session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()

@@ -3,7 +3,7 @@
 common.synthetic writes the preprocessed layout directly; this writes what a download
 would give instead: full frames with audio muxed into mp4, so preprocessing (decode,
 face detection, cropping, audio extraction) runs exactly as on real videos while the
-true face box stays known (common.synthetic.face_box).
+true face box stays known (common.synthetic.astronaut.face_box).
 """
 import os
 
@@ -15,7 +15,7 @@ def make_raw_speaker(out_dir, hp, num_clips=4, seconds=4.0, seed=0, frame_size=s
     """Write ``out_dir/videos/clipNNN.mp4`` (frame_size x frame_size at hp.fps, AAC audio); resumable.
 
     Returns the list of video paths. The known crop box of every frame is
-    ``common.synthetic.face_box(frame_size)``.
+    ``common.synthetic.astronaut.face_box(frame_size)``.
     """
     videos = os.path.join(out_dir, "videos")
     if not os.path.isdir(videos):

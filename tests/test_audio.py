@@ -1,4 +1,4 @@
-"""common.audio: mels match an independent librosa computation; I/O round trips; Griffin-Lim intelligibility."""
+"""common.data.audio: mels match an independent librosa computation; I/O round trips; Griffin-Lim intelligibility."""
 import os
 import stat
 

@@ -158,7 +158,7 @@ class _FakeContainer:
 
 
 def test_ctrl_c_stops_the_container_and_returns_its_exit_code(tmp_path, monkeypatch, capsys):
-    import tasks
+    from containers import engine
     from invoke import Exit
 
     container = _FakeContainer()
@@ -176,9 +176,9 @@ def test_ctrl_c_stops_the_container_and_returns_its_exit_code(tmp_path, monkeypa
                 created.update(kwargs)
                 return container
 
-    monkeypatch.setattr(tasks, "_docker", lambda: FakeClient)
+    monkeypatch.setattr(engine, "docker_client", lambda: FakeClient)
     with pytest.raises(Exit) as exited:
-        tasks._train_container("gpu", "lip2wav-gpu", tmp_path, tmp_path / "run", [0], True, ["--steps", "9"], None)
+        engine.train_container("gpu", "lip2wav-gpu", tmp_path, tmp_path / "run", [0], True, ["--steps", "9"], None)
     assert exited.value.code == 143
     assert container.calls == ["start", "stop", "wait", "remove"]
     assert created["command"] == ["train", "--steps", "9"] and created["user"] == "%d:%d" % (os.getuid(), os.getgid())

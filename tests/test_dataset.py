@@ -1,4 +1,4 @@
-"""common.dataset on tiny hand-built clips whose pixels and mels encode their own indices."""
+"""common.data.dataset on tiny hand-built clips whose pixels and mels encode their own indices."""
 import os
 
 import cv2
@@ -7,8 +7,9 @@ import pytest
 import soundfile
 
 from common.config import hparams
-from common.data.dataset import (BatchSource, ClipIndex, DatasetError, load_mels, mel_start, summarise,
-                            usable_starts, window_problem, windows_for_clip)
+from common.data.dataset import (BatchSource, ClipIndex, DatasetError, load_mels, summarise, usable_starts,
+                                 window_problem, windows_for_clip)
+from common.data.timing import mel_start
 
 # T=6 frames at 30 fps = 0.2 s = 16 mel frames at 80 per second.
 HP = hparams.resolve("synthetic", overrides={"img_size": 16, "T": 6, "mel_step_size": 16, "overlap": 2,

@@ -1,4 +1,4 @@
-"""common.download and common.video: yt-dlp against a local HTTP server / file URLs, frame-accurate cuts."""
+"""common.prep.download and common.prep.video: yt-dlp against a local HTTP server / file URLs, frame-accurate cuts."""
 import functools
 import http.server
 import os

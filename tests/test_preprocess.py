@@ -1,4 +1,4 @@
-"""common.preprocess on small synthetic raw videos: layout, alignment and every bad-input path."""
+"""common.prep.preprocess on small synthetic raw videos: layout, alignment and every bad-input path."""
 import os
 
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 import soundfile
 
 from common.data import audio
+from common.data import crops
 from common.prep import faces
 from common.config import hparams
 from common.prep import preprocess
@@ -114,16 +115,16 @@ def test_silent_video_gives_crops_only_when_audio_is_optional(raw, hp, tmp_path)
 
 def test_disk_failure_mid_clip_leaves_nothing(raw, hp, tmp_path, monkeypatch):
     _, paths = raw
-    real = preprocess.write_jpeg
+    real = crops.write
     calls = []
 
-    def failing(path, rgb, quality):
-        calls.append(path)
+    def failing(folder, number, rgb, quality):
+        calls.append(number)
         if len(calls) == 10:
             raise OSError(28, "No space left on device")
-        return real(path, rgb, quality)
+        return real(folder, number, rgb, quality)
 
-    monkeypatch.setattr(preprocess, "write_jpeg", failing)
+    monkeypatch.setattr(crops, "write", failing)
     report = preprocess.run([("a", paths[0]), ("b", paths[1])], str(tmp_path), hp, workers=1)
     assert report["dropped"]["a"]["reason"] == "write_failed"
     assert "No space left" in report["dropped"]["a"]["message"]

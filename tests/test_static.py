@@ -3,7 +3,8 @@
 (a) Python 3.7 syntax and stdlib (vermin, plus ast with feature_version=(3, 7));
 (b) every ``tf.<name>`` chain and its keyword arguments exist in TensorFlow 1.15, no tf.contrib,
     TensorFlow imported only by common/tf_compat.py;
-(c) import layering between the trees, npu_bridge only lazily inside npu_training.
+(c) import layering between the trees and between the layers inside common/, no import circle
+    anywhere, npu_bridge only lazily inside npu_training.
 Each checker is also run on bad snippets, so a silent checker cannot pass.
 """
 import ast
@@ -16,6 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TREES = ("common", "gpu_training", "npu_training", "export")
+IMAGE_CONTAINER_FILES = ("containers/__init__.py", "containers/launch.py")
 API_PATH = os.path.join(ROOT, "tests", "tf1_15_api.txt")
 SIGNATURES_PATH = os.path.join(ROOT, "tests", "tf1_15_signatures.tsv")
 TF_COMPAT = "common/tf_compat.py"
@@ -23,12 +25,16 @@ TF_MODULES = ("tensorflow", "tensorflow.compat.v1")
 
 
 def tree_files():
-    """Repo-relative paths of the .py files that run inside the device images."""
+    """Repo-relative paths of the .py files that run inside the device images (see .dockerignore)."""
+    return python_files(ROOT, TREES) + list(IMAGE_CONTAINER_FILES)
+
+
+def python_files(root, packages):
     found = []
-    for tree in TREES:
-        for folder, subdirs, files in os.walk(os.path.join(ROOT, tree)):
+    for package in packages:
+        for folder, subdirs, files in os.walk(os.path.join(root, package)):
             subdirs[:] = sorted(d for d in subdirs if d != "__pycache__" and not d.startswith("."))
-            found.extend(os.path.relpath(os.path.join(folder, f), ROOT).replace(os.sep, "/")
+            found.extend(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/")
                          for f in sorted(files) if f.endswith(".py"))
     return found
 
@@ -299,16 +305,59 @@ def test_tf_checker_catches_tf2_only_and_contrib_code():
 
 # ---------------------------------------------------------------- (c) import layering
 
+PACKAGES = TREES + ("containers",)
 FORBIDDEN = {
-    "common": ("gpu_training", "npu_training", "export"),
-    "gpu_training": ("npu_training",),
-    "npu_training": ("gpu_training",),
+    "common": ("gpu_training", "npu_training", "export", "containers", "tasks"),
+    "gpu_training": ("npu_training", "export", "containers", "tasks"),
+    "npu_training": ("gpu_training", "export", "containers", "tasks"),
+    "export": ("containers", "tasks"),
+    "containers": ("tasks",),
 }
+# Layers inside common/, lowest first: a module may import its own layer and the ones below, never above.
+# Modules not listed (the old-path forwarders common/preprocess.py, common/download.py) sit on top.
+COMMON_LAYERS = (
+    ("base", ("common.errors", "common.atomic", "common.tf_compat", "common.cli", "common.devices",
+              "common.plotting")),
+    ("config", ("common.config",)),
+    ("data/model", ("common.data", "common.model")),
+    ("prep", ("common.prep",)),
+    ("synthetic", ("common.synthetic",)),
+    ("training", ("common.training",)),
+)
+
+
+def common_layer(module):
+    """(rank, name) of a common.* module's layer; None outside common/ or for the top (forwarders)."""
+    for rank, (name, prefixes) in enumerate(COMMON_LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank, name
+    return None
+
+
+def module_name(relpath):
+    parts = relpath[:-len(".py")].split("/")
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(tree, relpath, known):
+    """(imported module, line, at top level) per import; ``from pkg import mod`` counts as importing pkg.mod
+    when that is a module of ``known``."""
+    found = []
+    for module, line, top_level in imports(tree, relpath):
+        found.append((module, line, top_level))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                candidate = "%s.%s" % (node.module, alias.name)
+                if candidate in known:
+                    found.append((candidate, node.lineno, None))
+    return found
 
 
 def layering_problems(source, relpath):
     tree = ast.parse(source, relpath)
     tree_name = relpath.split("/")[0]
+    own_layer = common_layer(module_name(relpath))
     problems = []
     for module, line, top_level in imports(tree, relpath):
         root = (module or "").split(".")[0]
@@ -320,6 +369,19 @@ def layering_problems(source, relpath):
             elif top_level:
                 problems.append("%s:%d: npu_bridge is imported at module level; import it inside the function "
                                 "that needs it" % (relpath, line))
+    if own_layer is not None:
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = ["%s.%s" % (node.module, alias.name) for alias in node.names] + [node.module]
+            for target in targets:
+                layer = common_layer(target)
+                if layer is not None and layer[0] > own_layer[0]:
+                    problems.append("%s:%d: common layer %s must not import %s (layer %s is above it)"
+                                    % (relpath, node.lineno, own_layer[1], target, layer[1]))
+                    break
     return problems
 
 
@@ -328,16 +390,78 @@ def test_import_layering():
     assert not problems, "\n".join(problems)
 
 
+def import_graph(root, packages, extra=("tasks.py",)):
+    """{module: set of project modules it imports, at module level or inside functions}."""
+    relpaths = python_files(root, packages) + [f for f in extra if os.path.isfile(os.path.join(root, f))]
+    known = set(module_name(relpath) for relpath in relpaths)
+    graph = {}
+    for relpath in relpaths:
+        with open(os.path.join(root, relpath)) as f:
+            tree = ast.parse(f.read(), relpath)
+        graph[module_name(relpath)] = set(m for m, _, _ in imported_modules(tree, relpath, known)
+                                          if m in known and m != module_name(relpath))
+    return graph
+
+
+def import_cycles(graph):
+    """Every import circle, as a list of modules (first repeated at the end); empty when acyclic."""
+    cycles, state, stack = [], {}, []
+
+    def visit(module):
+        state[module] = "open"
+        stack.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return cycles
+
+
+def test_no_import_circle_anywhere():
+    graph = import_graph(ROOT, PACKAGES)
+    assert "common.data.dataset" in graph and "containers.launch" in graph and "tasks" in graph
+    cycles = import_cycles(graph)
+    assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_cycle_finder_catches_a_planted_circle(tmp_path):
+    for relpath, source in (("common/__init__.py", ""), ("common/a.py", "from common import b\n"),
+                            ("common/b.py", "def f():\n    import common.c\n"),
+                            ("common/c.py", "from common.a import x\n"), ("common/d.py", "import common.a\n")):
+        (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relpath).write_text(source)
+    cycles = import_cycles(import_graph(str(tmp_path), ("common",)))
+    assert cycles == [["common.a", "common.b", "common.c", "common.a"]]
+    (tmp_path / "common" / "c.py").write_text("import os\n")
+    assert import_cycles(import_graph(str(tmp_path), ("common",))) == []
+
+
 @pytest.mark.parametrize("relpath,source,expected", [
-    ("common/model.py", "from gpu_training import decoder\n", "common must not import gpu_training"),
-    ("common/model.py", "import export.freeze\n", "common must not import export.freeze"),
-    ("common/model.py", "def f():\n    from npu_training.decoder import g\n", "common must not import npu_training"),
+    ("common/model/network.py", "from gpu_training import decoder\n", "common must not import gpu_training"),
+    ("common/model/network.py", "import export.freeze\n", "common must not import export.freeze"),
+    ("common/model/network.py", "def f():\n    from npu_training.decoder import g\n",
+     "common must not import npu_training"),
+    ("common/atomic.py", "from containers import launch\n", "common must not import containers"),
+    ("export/graph.py", "import tasks\n", "export must not import tasks"),
     ("gpu_training/train.py", "from ..npu_training import decoder\n", "gpu_training must not import npu_training"),
     ("npu_training/train.py", "from gpu_training.decoder import d\n", "npu_training must not import gpu_training"),
     ("npu_training/train.py", "try:\n    import npu_bridge.estimator\nexcept ImportError:\n    pass\n",
      "npu_bridge is imported at module level"),
     ("npu_training/train.py", "class A(object):\n    from npu_bridge import x\n", "npu_bridge is imported at module"),
     ("gpu_training/train.py", "def f():\n    import npu_bridge\n", "npu_bridge is imported outside npu_training"),
+    ("common/data/dataset.py", "from common.prep import preprocess\n",
+     "common layer data/model must not import common.prep.preprocess (layer prep is above it)"),
+    ("common/config/hparams.py", "def f():\n    import common.training.loop\n",
+     "common layer config must not import common.training.loop (layer training is above it)"),
+    ("common/errors.py", "from common.data import audio\n", "common layer base must not import common.data.audio"),
+    ("common/prep/faces.py", "from common.synthetic import astronaut\n", "must not import common.synthetic.astronaut"),
 ])
 def test_layering_checker_catches_violations(relpath, source, expected):
     problems = layering_problems(source, relpath)
@@ -347,9 +471,13 @@ def test_layering_checker_catches_violations(relpath, source, expected):
 def test_layering_checker_allows_the_intended_imports():
     allowed = [
         ("npu_training/session.py", "def config():\n    from npu_bridge.estimator import npu_ops\n"),
-        ("gpu_training/train.py", "from common import training\nfrom . import decoder\n"),
-        ("export/freeze.py", "from common import model\nfrom gpu_training import decoder\n"),
-        ("common/model.py", "from . import hparams\nfrom .tf_compat import tf\n"),
+        ("gpu_training/train.py", "from common.training import loop\nfrom . import decoder\n"),
+        ("export/freeze.py", "from common.model import network\nfrom gpu_training import decoder\n"),
+        ("common/model/network.py", "from common.config import hparams\nfrom common.tf_compat import tf\n"),
+        ("common/data/dataset.py", "from common.data import crops\nfrom common.model import layers\n"),
+        ("common/synthetic/astronaut.py", "from common.prep import faces\nfrom common.data import crops\n"),
+        ("common/preprocess.py", "from common.prep.preprocess import main\n"),
+        ("containers/launch.py", "from common import cli\n"),
     ]
     for relpath, source in allowed:
         assert layering_problems(source, relpath) == []

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from common.data import audio
-from common.data import dataset
+from common.data import timing
+from common.data import windows as windowing
 from common.config import hparams
 from common.synthetic import astronaut as synthetic
 from export.apps import synthesize
@@ -13,11 +14,7 @@ from tests.conftest import error_line, run_entrypoint
 
 
 def _starts(hp, num_frames):
-    stride = hp.T - hp.overlap
-    starts = [0]
-    while starts[-1] + hp.T < num_frames:
-        starts.append(starts[-1] + stride)
-    return [dataset.mel_start(s, hp) for s in starts]
+    return [timing.mel_start(s, hp) for s in windowing.window_starts(num_frames, hp)]
 
 
 @pytest.mark.parametrize("preset", ["synthetic", "default"])
@@ -26,16 +23,16 @@ def test_constant_windows_stitch_to_a_constant_of_the_clip_length(preset, second
     hp = hparams.resolve(preset)
     num_frames = int(round(seconds * hp.fps))
     starts = _starts(hp, num_frames)
-    total = audio.num_frames(synthesize.num_samples(num_frames, hp), hp)
+    total = timing.mel_frames(num_frames, hp)
     windows = np.full((len(starts), hp.mel_step_size, 3), -1.5, np.float32)
-    mel = synthesize.stitch(windows, starts, total, hp.mel_overlap)
+    mel = windowing.stitch(windows, starts, total, hp.mel_overlap)
     assert mel.shape == (total, 3)
     np.testing.assert_allclose(mel, -1.5, rtol=0, atol=1e-6)
 
 
 def test_stitch_crossfades_linearly_over_mel_overlap():
     windows = np.stack([np.zeros((10, 1)), np.ones((10, 1))]).astype(np.float32)
-    mel = synthesize.stitch(windows, [0, 6], 16, 4)[:, 0]
+    mel = windowing.stitch(windows, [0, 6], 16, 4)[:, 0]
     np.testing.assert_allclose(mel[:6], 0.0)
     np.testing.assert_allclose(mel[6:10], [0.2, 0.4, 0.6, 0.8], atol=1e-6)
     np.testing.assert_allclose(mel[10:], 1.0)
@@ -43,26 +40,26 @@ def test_stitch_crossfades_linearly_over_mel_overlap():
 
 def test_stitch_centres_a_short_crossfade_in_a_longer_overlap():
     windows = np.stack([np.zeros((10, 1)), np.ones((10, 1))]).astype(np.float32)
-    mel = synthesize.stitch(windows, [0, 4], 14, 2)[:, 0]
+    mel = windowing.stitch(windows, [0, 4], 14, 2)[:, 0]
     np.testing.assert_allclose(mel, [0] * 6 + [1 / 3.0, 2 / 3.0] + [1] * 6, atol=1e-6)
 
 
 def test_stitch_keeps_each_window_where_it_is_alone_and_pads_or_trims_the_end():
     rng = np.random.RandomState(0)
     windows = rng.randn(3, 8, 2).astype(np.float32)
-    mel = synthesize.stitch(windows, [0, 6, 12], 22, 2)
+    mel = windowing.stitch(windows, [0, 6, 12], 22, 2)
     np.testing.assert_allclose(mel[:6], windows[0, :6])
     np.testing.assert_allclose(mel[8:12], windows[1, 2:6])
     np.testing.assert_allclose(mel[14:20], windows[2, 2:])
     np.testing.assert_allclose(mel[20:], np.repeat(windows[2, -1:], 2, axis=0))
-    assert synthesize.stitch(windows[:1], [0], 5, 2).shape == (5, 2)
+    assert windowing.stitch(windows[:1], [0], 5, 2).shape == (5, 2)
 
 
 def test_stitch_joins_abutting_windows_and_rejects_gaps():
     windows = np.stack([np.zeros((4, 1)), np.ones((4, 1))]).astype(np.float32)
-    np.testing.assert_allclose(synthesize.stitch(windows, [0, 4], 8, 2)[:, 0], [0] * 4 + [1] * 4)
+    np.testing.assert_allclose(windowing.stitch(windows, [0, 4], 8, 2)[:, 0], [0] * 4 + [1] * 4)
     with pytest.raises(ValueError):
-        synthesize.stitch(windows, [0, 5], 9, 2)
+        windowing.stitch(windows, [0, 5], 9, 2)
 
 
 def _cli(capsys, *args):

@@ -5,10 +5,11 @@ crops (0-based), ``audio.wav`` and ``mels.npz`` (key ``spec``, ``[num_mels, fram
 ``<data_dir>/<split>.txt`` lists ids, each a clip folder or a folder of clip folders.
 
 A window is ``T`` frames from frame ``s`` and ``mel_step_size`` mel frames from
-``round(s * mel_fps / fps)``. Training samples windows at random (as the original did) and
-skips, with a count per reason, those that run past the end or lack a crop. Batches are built
-by background threads because JPEG decoding dominates and cv2 releases the GIL; every failure
-in a thread is re-raised in the consumer so a bad clip can never hang or silently kill training.
+``timing.mel_start(s)``; crops are read by common.data.crops. Training samples windows at random
+(as the original did) and skips, with a count per reason, those that run past the end or lack a
+crop. Batches are built by background threads because JPEG decoding dominates and cv2 releases
+the GIL; every failure in a thread is re-raised in the consumer so a bad clip can never hang or
+silently kill training.
 """
 import bisect
 import collections
@@ -19,8 +20,10 @@ import threading
 import time
 import zipfile
 
-import cv2
 import numpy as np
+from common.data import crops
+from common.data import timing
+from common.data import windows
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
@@ -47,16 +50,11 @@ mel_frames: length of mels.npz "spec"; missing: sorted tuple of frame numbers wi
 """
 
 
-def mel_start(frame, hp):
-    """Mel frame aligned with video frame ``frame``: round(frame * mel_fps / fps)."""
-    return int(round(float(frame) * hp.sample_rate / (hp.hop_size * hp.fps)))
-
-
 def window_problem(clip, start, hp):
     """Why the training window starting at ``start`` is unusable, or None if it is usable."""
     if start < 0 or start + hp.T > clip.num_frames:
         return "short_frames"
-    if mel_start(start, hp) + hp.mel_step_size > clip.mel_frames:
+    if timing.mel_start(start, hp) + hp.mel_step_size > clip.mel_frames:
         return "short_mels"
     first_missing = bisect.bisect_left(clip.missing, start)
     if first_missing < len(clip.missing) and clip.missing[first_missing] < start + hp.T:
@@ -69,8 +67,7 @@ def usable_starts(clip, hp):
     starts = np.arange(max(clip.num_frames - hp.T + 1, 0), dtype=np.int64)
     if not len(starts):
         return starts
-    mels = np.rint(starts * (float(hp.sample_rate) / (hp.hop_size * hp.fps))).astype(np.int64)
-    ok = mels + hp.mel_step_size <= clip.mel_frames
+    ok = timing.mel_start(starts, hp) + hp.mel_step_size <= clip.mel_frames
     if clip.missing:
         present = np.ones(clip.num_frames, dtype=np.int64)
         present[list(clip.missing)] = 0
@@ -107,24 +104,13 @@ def load_mels(clip, hp):
     return spec
 
 
-def read_frame(clip, number, hp):
-    """Frame ``number`` as uint8 RGB [img_size, img_size, 3], or None if missing or undecodable."""
-    image = cv2.imread(os.path.join(clip.path, "%d.jpg" % number), cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    size = hp.img_size
-    if image.shape[0] != size or image.shape[1] != size:
-        shrinking = image.shape[0] > size or image.shape[1] > size
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def _unit_float(pixels):
     """uint8 -> float32 in [0, 1] in one pass (no float64 or second temporary)."""
     return np.true_divide(pixels, np.float32(255.0), dtype=np.float32)
 
 
-def _frame_numbers(names):
+def frame_numbers(names):
+    """Frame numbers of the crop files among ``names`` (``<frame>.jpg``)."""
     numbers = []
     for name in names:
         stem, ext = os.path.splitext(name)
@@ -173,7 +159,7 @@ class ClipIndex(object):
         self.windows_per_clip = [len(usable_starts(clip, hp)) for clip in self.clips]
         self.usable_windows = int(sum(self.windows_per_clip))
         self.total_frames = int(sum(clip.num_frames for clip in self.clips))
-        self.hours = self.total_frames / float(hp.fps) / 3600.0
+        self.hours = timing.seconds(self.total_frames, hp) / 3600.0
         self.missing_frames = int(sum(len(clip.missing) for clip in self.clips))
         LOG.info("%s: %d clips, %.3f h, %d usable windows", list_path, len(self.clips), self.hours,
                  self.usable_windows)
@@ -191,7 +177,7 @@ class ClipIndex(object):
         skipped_before = sum(self.skipped.values())
         for folder, subdirs, files in os.walk(path):
             subdirs.sort()
-            frames = _frame_numbers(files)
+            frames = frame_numbers(files)
             if MELS not in files and AUDIO not in files and not frames:
                 continue
             subdirs[:] = []
@@ -230,14 +216,12 @@ class ClipIndex(object):
 def windows_for_clip(clip, hp):
     """Deterministic evaluation windows covering a whole clip.
 
-    Windows start every ``T - overlap`` frames until one reaches the clip's end; the last is padded
-    by repeating the last frame, and a missing crop is replaced by its nearest earlier (else later)
-    frame. Returns (frames float32 [W, T, S, S, 3] in [0, 1], mel_starts list of int).
+    Windows start at ``windows.window_starts`` (``windows.stitch`` is the inverse); the last is
+    padded by repeating the last frame, and a missing crop is replaced by its nearest earlier (else
+    later) frame. Returns (frames float32 [W, T, S, S, 3] in [0, 1], mel_starts list of int).
     """
-    stride = hp.T - hp.overlap
-    if stride <= 0:
-        raise DatasetError("overlap=%d must be smaller than T=%d; fix --hparams" % (hp.overlap, hp.T))
-    images = [read_frame(clip, number, hp) for number in range(clip.num_frames)]
+    starts = windows.window_starts(clip.num_frames, hp)
+    images = [crops.read(clip.path, number, hp.img_size) for number in range(clip.num_frames)]
     present = [i for i, image in enumerate(images) if image is not None]
     if not present:
         raise DatasetError("clip %s: no readable frame JPEG in %s; re-run preprocessing for it" % (clip.id, clip.path))
@@ -245,14 +229,11 @@ def windows_for_clip(clip, hp):
         if image is None:
             earlier = bisect.bisect_right(present, i) - 1
             images[i] = images[present[earlier] if earlier >= 0 else present[0]]
-    starts = [0]
-    while starts[-1] + hp.T < clip.num_frames:
-        starts.append(starts[-1] + stride)
-    frames = np.empty((len(starts), hp.T, hp.img_size, hp.img_size, 3), dtype=np.uint8)
+    frames = np.empty((len(starts),) + windows.window_shape(hp), dtype=np.uint8)
     for w, start in enumerate(starts):
         for t in range(hp.T):
             frames[w, t] = images[min(start + t, clip.num_frames - 1)]
-    return _unit_float(frames), [mel_start(start, hp) for start in starts]
+    return _unit_float(frames), [timing.mel_start(start, hp) for start in starts]
 
 
 def summarise(data_dir, hp, splits=SPLITS):
@@ -420,7 +401,7 @@ class BatchSource(object):
         """Batch number ``k`` of this seed (what the workers compute)."""
         hp = self.hp
         rng = np.random.RandomState([self.seed, k & 0xffffffff])
-        frames = np.empty((self.batch_size, hp.T, hp.img_size, hp.img_size, 3), dtype=np.uint8)
+        frames = np.empty((self.batch_size,) + windows.window_shape(hp), dtype=np.uint8)
         mels = np.empty((self.batch_size, hp.mel_step_size, hp.num_mels), dtype=np.float32)
         skipped = collections.Counter()
         spectrograms = {}
@@ -455,11 +436,11 @@ class BatchSource(object):
         """
         hp = self.hp
         for t in range(hp.T):
-            image = read_frame(clip, start + t, hp)
+            image = crops.read(clip.path, start + t, hp.img_size)
             if image is None:
                 return "unreadable_frames"
             frames_out[t] = image
-        first = mel_start(start, hp)
+        first = timing.mel_start(start, hp)
         if clip.path not in spectrograms:
             spectrograms[clip.path] = load_mels(clip, hp)
         mels_out[:] = spectrograms[clip.path][:, first:first + hp.mel_step_size].T

@@ -7,6 +7,7 @@ import logging
 import threading
 
 import numpy as np
+from common.data import windows
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ class FeederError(Lip2WavError, RuntimeError):
 def batch_shapes(hp, batch_size):
     """Static shape of every batch key: the graph is built (or compiled) for exactly these."""
     return {
-        "inputs": (batch_size, hp.T, hp.img_size, hp.img_size, 3),
+        "inputs": (batch_size,) + windows.window_shape(hp),
         "mel_targets": (batch_size, hp.mel_step_size, hp.num_mels),
         "speaker_embeddings": (batch_size, hp.speaker_embedding_dim),
     }

@@ -18,13 +18,13 @@ import sys
 
 from common import cli
 from common import atomic
+from common.data.dataset import SPLITS
 from common.prep import video
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
 SPEAKERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "speakers")
-SPLITS = ("train", "val", "test")
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
 URL_TEMPLATE_ENV = "LIP2WAV_URL_TEMPLATE"
 CUT_SECONDS = 30.0

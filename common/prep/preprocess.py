@@ -24,13 +24,16 @@ import numpy as np
 
 from common import atomic
 from common import cli
+from common.data import audio
+from common.data import crops
+from common.data import dataset
+from common.data import timing
 from common.prep import faces
 from common.prep import video
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 REPORT = "preprocess_report.json"
 TMP_DIR = ".tmp"
 
@@ -49,24 +52,17 @@ class ClipFault(Exception):
 
 Options = collections.namedtuple(
     "Options", "detector detect_max_side smooth_frames max_gap_seconds max_missing margin jpeg_quality min_frames")
-MARGIN = 0.1  # crop = detected face box grown by this fraction per side; common.synthetic crops the same way
 
 
 def default_options(hp, **overrides):
     """Preprocessing knobs."""
     values = dict(detector=faces.DEFAULT_DETECTOR, detect_max_side=640, smooth_frames=5, max_gap_seconds=0.5,
-                  max_missing=0.2, margin=MARGIN, jpeg_quality=95, min_frames=hp.T)
+                  max_missing=0.2, margin=crops.MARGIN, jpeg_quality=crops.JPEG_QUALITY, min_frames=hp.T)
     unknown = set(overrides) - set(values)
     if unknown:
         raise PreprocessError("unknown preprocessing option(s) %s" % ", ".join(sorted(unknown)))
     values.update(overrides)
     return Options(**values)
-
-
-def write_jpeg(path, rgb, quality):
-    """Write one crop; raises OSError when the file could not be written (cv2 only returns False)."""
-    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
-        raise OSError("could not write %s" % path)
 
 
 def fill_boxes(boxes, fps, opts):
@@ -107,18 +103,6 @@ def _longest_run(mask):
     return best
 
 
-def crop_boxes(boxes, margin, width, height):
-    """Square crop boxes (x0, y0, side) around face boxes, grown by ``margin`` per side, kept in the frame."""
-    out = np.zeros((len(boxes), 3), dtype=np.int64)
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        side = int(round(max(x1 - x0, y1 - y0) * (1 + 2 * margin)))
-        side = max(2, min(side, width, height))
-        cx = int(round((x0 + x1) / 2.0 - side / 2.0))
-        cy = int(round((y0 + y1) / 2.0 - side / 2.0))
-        out[i] = (min(max(cx, 0), width - side), min(max(cy, 0), height - side), side)
-    return out
-
-
 def detect_clip(path, fps, detector, max_side):
     """Face boxes [N, 5] (x0, y0, x1, y1, score; NaN when none) in full-frame pixels, and (width, height)."""
     info = video.probe(path)
@@ -150,21 +134,18 @@ def crop_video(path, out_dir, hp, opts, detector=None, max_frames=None):
         raise ClipFault("too_short", "%d usable frames, fewer than min_frames=%d" % (n, opts.min_frames))
     boxes = boxes[:n]
     filled, n_missing = fill_boxes(boxes[:, :4], hp.fps, opts)
-    crops = crop_boxes(filled, opts.margin, width, height)
+    boxes_out = crops.crop_boxes(filled, opts.margin, width, height)
     written = 0
     try:
         for batch in video.iter_frames(path, fps=hp.fps):
             for frame in batch[:n - written]:
-                x, y, side = crops[written]
-                face = cv2.resize(frame[y:y + side, x:x + side], (hp.img_size, hp.img_size),
-                                  interpolation=cv2.INTER_AREA if side >= hp.img_size else cv2.INTER_CUBIC)
-                write_jpeg(os.path.join(out_dir, "%d.jpg" % written), face, opts.jpeg_quality)
+                crops.write(out_dir, written, crops.cut(frame, boxes_out[written], hp.img_size), opts.jpeg_quality)
                 written += 1
     except video.VideoError as exc:
         raise ClipFault("unreadable", str(exc))
     if written != n:
         raise ClipFault("unreadable", "second decode gave %d frames, first gave %d" % (written, n))
-    return crops, boxes, n_missing, (width, height)
+    return boxes_out, boxes, n_missing, (width, height)
 
 
 def preprocess_clip(path, out_dir, hp, opts, detector=None, require_audio=True):
@@ -175,53 +156,46 @@ def preprocess_clip(path, out_dir, hp, opts, detector=None, require_audio=True):
     crops and boxes.npy. Returns per-clip stats; raises ClipFault for a clip that cannot be
     used (nothing is left behind).
     """
-    from common.data import audio
     root, rel = _tmp_root(out_dir)
     tmp = os.path.join(root, TMP_DIR, rel.replace("/", "__") + ".%d" % os.getpid())
     try:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
-        os.makedirs(tmp)
-        try:
-            info = video.probe(path)
-        except video.VideoError as exc:
-            raise ClipFault("unreadable", str(exc))
-        if require_audio and not info.has_audio:
-            raise ClipFault("no_audio", "video has no audio track")
-        wav_path = os.path.join(tmp, "audio.wav")
-        samples_per_frame = hp.sample_rate / float(hp.fps)
-        max_frames = None
-        if info.has_audio:
-            try:
-                video.extract_audio(path, wav_path, hp.sample_rate)
-            except video.VideoError as exc:
-                raise ClipFault("unreadable", str(exc))
-            wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
-            max_frames = int(np.floor(len(wav) / samples_per_frame + 1e-6))
-        crops, boxes, n_missing, (width, height) = crop_video(path, tmp, hp, opts, detector, max_frames)
-        n = len(crops)
-        stats = {"frames": n, "no_face": n_missing, "seconds": n / float(hp.fps), "source_fps": info.fps,
-                 "size": [width, height]}
-        if info.has_audio:
-            wav = wav[:int(round(n * samples_per_frame))]
-            audio.save_wav(wav, wav_path, hp.sample_rate)
-            stored = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
-            mel = audio.melspectrogram(_rescale(stored, hp.rescaling_max), hp)
-            np.savez(os.path.join(tmp, "mels.npz"), spec=mel.astype(np.float32))
-            stats["mel_frames"] = int(mel.shape[1])
-        np.save(os.path.join(tmp, "boxes.npy"), np.concatenate([crops, boxes[:, 4:5]], axis=1).astype(np.float32))
-        parent = os.path.dirname(out_dir)
-        if not os.path.isdir(parent):
-            os.makedirs(parent)
-        os.rename(tmp, out_dir)
-        return stats
+        with atomic.building_folder(out_dir, tmp):
+            return _build_clip(path, tmp, hp, opts, detector, require_audio)
     except OSError as exc:
         raise ClipFault("write_failed", "%s" % exc)
     except audio.AudioError as exc:
         raise ClipFault("unreadable", str(exc))
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_clip(path, tmp, hp, opts, detector, require_audio):
+    try:
+        info = video.probe(path)
+    except video.VideoError as exc:
+        raise ClipFault("unreadable", str(exc))
+    if require_audio and not info.has_audio:
+        raise ClipFault("no_audio", "video has no audio track")
+    wav_path = os.path.join(tmp, "audio.wav")
+    max_frames = None
+    if info.has_audio:
+        try:
+            video.extract_audio(path, wav_path, hp.sample_rate)
+        except video.VideoError as exc:
+            raise ClipFault("unreadable", str(exc))
+        wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
+        max_frames = timing.frames_in_samples(len(wav), hp)
+    boxes_out, boxes, n_missing, (width, height) = crop_video(path, tmp, hp, opts, detector, max_frames)
+    n = len(boxes_out)
+    stats = {"frames": n, "no_face": n_missing, "seconds": timing.seconds(n, hp), "source_fps": info.fps,
+             "size": [width, height]}
+    if info.has_audio:
+        wav = wav[:timing.num_samples(n, hp)]
+        audio.save_wav(wav, wav_path, hp.sample_rate)
+        stored = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
+        mel = audio.melspectrogram(_rescale(stored, hp.rescaling_max), hp)
+        np.savez(os.path.join(tmp, "mels.npz"), spec=mel.astype(np.float32))
+        stats["mel_frames"] = int(mel.shape[1])
+    np.save(os.path.join(tmp, "boxes.npy"), np.concatenate([boxes_out, boxes[:, 4:5]], axis=1).astype(np.float32))
+    return stats
 
 
 def _rescale(wav, peak_to):
@@ -258,14 +232,7 @@ def folder_clips(videos_dir):
     """(clip id, path) of every video file below ``videos_dir``; the id is its relative path without extension."""
     if not os.path.isdir(videos_dir):
         raise PreprocessError("video folder %s does not exist; pass --videos DIR with .mp4 files" % videos_dir)
-    clips = []
-    for folder, subdirs, files in os.walk(videos_dir):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
-                rel = os.path.relpath(os.path.join(folder, name), videos_dir)
-                clips.append((os.path.splitext(rel)[0].replace(os.sep, "/"), os.path.join(folder, name)))
-    return clips
+    return video.find_videos(videos_dir)
 
 
 _WORKER = {}
@@ -399,7 +366,7 @@ def write_speaker_splits(data_dir, speaker):
     """Write ``data_dir/{train,val,test}.txt`` with the speaker's video ids that have preprocessed clips."""
     from common.prep import download
     counts = {}
-    for split in download.SPLITS:
+    for split in dataset.SPLITS:
         ids = [vid for vid in download.speaker_ids(speaker, split)
                if os.path.isdir(os.path.join(data_dir, "preprocessed", vid))]
         atomic.write_text(os.path.join(data_dir, split + ".txt"), "".join(i + "\n" for i in ids))
@@ -434,7 +401,6 @@ def preprocess_speaker(speaker, data_root, hp, opts=None, workers=2):
 
 def dataset_report(data_dir, hp):
     """Per-split hours, clips, usable windows and missing frames, plus the last run's drops (one screen)."""
-    from common.data import dataset
     if not os.path.isdir(data_dir):
         raise PreprocessError("data directory %s does not exist; pass --data DIR" % data_dir)
     lines = ["%-6s %6s %8s %9s %15s %15s" % ("split", "clips", "hours", "frames", "usable windows", "frames missing")]

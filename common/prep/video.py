@@ -17,9 +17,29 @@ from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+
 
 class VideoError(Lip2WavError, RuntimeError):
     """A video that cannot be read or written; the message says which and why."""
+
+
+def find_videos(root, is_item_folder=None):
+    """(id, path) of every video file below ``root``, in sorted order; the id is its relative path
+    without extension. Hidden files and folders are skipped; a folder for which ``is_item_folder``
+    is true is listed itself (id = its relative path) and not searched further."""
+    found = []
+    for folder, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if is_item_folder is not None and is_item_folder(folder):
+            subdirs[:] = []
+            found.append((os.path.relpath(folder, root).replace(os.sep, "/"), folder))
+            continue
+        for name in sorted(files):
+            if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
+                rel = os.path.relpath(os.path.join(folder, name), root)
+                found.append((os.path.splitext(rel)[0].replace(os.sep, "/"), os.path.join(folder, name)))
+    return found
 
 
 def ffmpeg_exe():

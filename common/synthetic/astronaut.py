@@ -5,13 +5,12 @@ silences between them, smoothed like real articulators) drives both the mouth
 drawn over skimage's astronaut photo and a formant synthesiser, so the video
 truly predicts the audio. N video frames at hp.fps pair with exactly
 round(N * sample_rate / fps) samples; frame i shows the articulation at time
-i / fps, the centre of mel frame round(i * 80 / fps).
+i / fps, the centre of mel frame common.data.timing.mel_start(i).
 """
 import argparse
 import functools
 import logging
 import os
-import shutil
 import sys
 
 import cv2
@@ -23,9 +22,10 @@ from tqdm import tqdm
 from common import cli
 from common import atomic
 from common.data import audio
+from common.data import crops
+from common.data import timing
 from common.prep import faces
 from common.config import hparams as hparams_lib
-from common.prep import preprocess
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def face_geometry():
 def detected_face():
     """Face box (x0, y0, x1, y1) in the photo's 512x512 pixels as preprocessing's detector sees it.
 
-    The median box of common.faces' default detector over a rendered 2 s reference clip at
+    The median box of common.prep.faces' default detector over a rendered 2 s reference clip at
     FRAME_SIZE, found once (~1 s) and cached. Cropping with this box instead of the cascade
     box of face_geometry() makes synthetic crops the ones preprocessing cuts from raw videos.
     """
@@ -104,10 +104,10 @@ def detected_face():
 def face_box(frame_size):
     """The crop box (x, y, side) in a rendered frame of ``frame_size`` pixels.
 
-    The detected face box grown by common.preprocess's margin, as preprocessing crops it.
+    The detected face box grown by the crop margin, as preprocessing crops it.
     """
     box = np.array([detected_face()]) * frame_size / float(_astronaut().shape[0])
-    x, y, side = preprocess.crop_boxes(box, preprocess.MARGIN, frame_size, frame_size)[0]
+    x, y, side = crops.crop_boxes(box, crops.MARGIN, frame_size, frame_size)[0]
     return int(x), int(y), int(side)
 
 
@@ -239,10 +239,10 @@ def render_clip(seed, hp, seconds, frame_size=FRAME_SIZE):
     N = round(seconds * fps); the wav has round(N * sample_rate / fps) samples,
     peak-normalised to hp.rescaling_max.
     """
-    num_frames = int(round(seconds * hp.fps))
+    num_frames = timing.num_frames(seconds, hp)
     if num_frames < 1:
         raise SyntheticError("seconds=%r gives no video frame; ask for at least 1/fps seconds" % seconds)
-    num_samples = int(round(num_frames * hp.sample_rate / float(hp.fps)))
+    num_samples = timing.num_samples(num_frames, hp)
     track = articulation(seed, num_samples / float(hp.sample_rate))
     rng = np.random.RandomState((seed + 1) % 2 ** 32)
     wav = _synthesise(track, num_samples, hp.sample_rate, rng)
@@ -254,10 +254,8 @@ def render_clip(seed, hp, seconds, frame_size=FRAME_SIZE):
 
 def crop_face(frames, hp):
     """Face crops uint8 [N, img_size, img_size, 3] cut with the known face box."""
-    x, y, side = face_box(frames.shape[1])
-    interpolation = cv2.INTER_AREA if side >= hp.img_size else cv2.INTER_CUBIC
-    return np.stack([cv2.resize(f[y:y + side, x:x + side], (hp.img_size, hp.img_size), interpolation=interpolation)
-                     for f in frames])
+    box = face_box(frames.shape[1])
+    return np.stack([crops.cut(frame, box, hp.img_size) for frame in frames])
 
 
 def _frame_size_for(hp):
@@ -268,8 +266,7 @@ def _frame_size_for(hp):
 
 def _write_clip(folder, frames, wav, hp):
     for i, crop in enumerate(crop_face(frames, hp)):
-        cv2.imwrite(os.path.join(folder, "%d.jpg" % i), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        crops.write(folder, i, crop)
     path = os.path.join(folder, "audio.wav")
     audio.save_wav(wav, path, hp.sample_rate)
     stored = audio.load_wav(path, hp.sample_rate, rescaling_max=None)
@@ -294,13 +291,9 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
         final = os.path.join(root, clip_id)
         if os.path.isdir(final):
             continue
-        tmp = os.path.join(root, ".tmp-" + clip_id)
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
-        os.makedirs(tmp)
-        frames, wav = render_clip((seed * 1000003 + i) % 2 ** 32, hp, seconds, frame_size)
-        _write_clip(tmp, frames, wav, hp)
-        os.rename(tmp, final)
+        with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:
+            frames, wav = render_clip((seed * 1000003 + i) % 2 ** 32, hp, seconds, frame_size)
+            _write_clip(tmp, frames, wav, hp)
     held_out = max(2, int(round(0.1 * num_clips)))
     splits = {"train": ids[:num_clips - 2 * held_out], "val": ids[num_clips - 2 * held_out:num_clips - held_out],
               "test": ids[num_clips - held_out:]}

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common import cli
 from common import atomic
+from common import devices
 from common.config import hparams as hparams_lib
 from common.model import network as model_lib
 from common import plotting
@@ -67,7 +68,7 @@ class Backend(object):
 
 def build_parser(backend):
     parser = argparse.ArgumentParser(
-        prog="python -m %s_training.train" % backend.name,
+        prog="python -m " + devices.train_module(backend.name),
         description="Train Lip2Wav with the %s tree. Resumes automatically when --run-dir holds a checkpoint."
                     % backend.name.upper())
     parser.add_argument("--data", required=True, help="Preprocessed data directory (with train.txt).")

@@ -17,6 +17,7 @@ import time
 
 from common import cli
 from common import atomic
+from common import devices
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
 from common.errors import Lip2WavError
@@ -96,7 +97,7 @@ def _export(run_dir, out_dir):
     """Frozen graphs for both targets; {target: .pb path}."""
     from export import freeze
     exported = {}
-    for target in freeze.TARGETS:
+    for target in devices.TREES:
         manifest = freeze.freeze(run_dir, out_dir, target=target, batch_size=1)
         exported[target] = os.path.abspath(os.path.join(out_dir, manifest["graph"]))
     return exported

@@ -1,6 +1,6 @@
 """Score a checkpoint on a split: PESQ (narrow-band), STOI and ESTOI against the real audio.
 
-Every clip of the split is synthesised exactly as export.synthesize does (sliding windows,
+Every clip of the split is synthesised exactly as export.apps.synthesize does (sliding windows,
 crossfaded mels, Griffin-Lim) and compared with its audio.wav at 16 kHz, both cut to the
 same length. The trivial baseline, the training set's mean mel (per band) repeated for every
 frame through the same vocoder, is scored the same way, so a model that learned nothing
@@ -27,6 +27,7 @@ from common import atomic
 from export import graph
 from export.apps import synthesize as synth_lib
 from common.errors import Lip2WavError
+from common.training import rundir
 
 LOG = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     hp, checkpoint_path = graph.resolve_checkpoint(checkpoint)
     index = dataset.ClipIndex(data_dir, split, hp)
     baseline_mel = mean_mel(data_dir, hp, baseline_split)
-    out_dir = out_dir or os.path.join(_run_dir(checkpoint), "eval-%s" % split)
+    out_dir = out_dir or os.path.join(rundir.run_dir_of(checkpoint), "eval-%s" % split)
     try:
         for sub in (["wavs"] if save_wavs else []) + (["plots"] if plot else []) + [""]:
             os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
@@ -144,11 +145,6 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     return summary
 
 
-def _run_dir(checkpoint):
-    path = checkpoint.rstrip("/")
-    return path if os.path.isdir(path) else os.path.dirname(os.path.dirname(os.path.abspath(path)))
-
-
 def _write_csv(path, rows):
     with atomic.replacing(path) as tmp:
         with open(tmp, "w", newline="") as f:
@@ -170,13 +166,10 @@ def format_table(summary):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m export.apps.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    graph.add_checkpoint_arguments(parser)
     parser.add_argument("--data", required=True, help="Preprocessed data directory with <split>.txt.")
     parser.add_argument("--split", default="test", help="Split to score (default test).")
     parser.add_argument("--out", default=None, help="Output folder (default <run>/eval-<split>).")
-    parser.add_argument("--target", default="gpu", choices=sorted(graph.DECODE_LOOPS),
-                        help="Which tree's decode loop runs the checkpoint.")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
     parser.add_argument("--plot", action="store_true", help="Also write a predicted-vs-true mel PNG per clip.")
     parser.add_argument("--no-wavs", action="store_true", help="Do not keep the synthesised wavs.")
     return parser

@@ -2,10 +2,10 @@
 
 Inputs are a video file, a preprocessed clip folder (``<i>.jpg`` crops, optionally with
 ``audio.wav``/``mels.npz`` as ground truth) or a folder of videos (one wav each). Videos go
-through common.preprocess into a temporary clip folder and are read back by
-common.dataset.windows_for_clip, so synthesis sees exactly the crops training saw (same
+through common.prep.preprocess into a temporary clip folder and are read back by
+common.data.dataset.windows_for_clip, so synthesis sees exactly the crops training saw (same
 detector, smoothing, margin and JPEG round trip). Windows of T frames start every
-T - overlap frames; their mel windows are crossfaded over mel_overlap frames by ``stitch``.
+T - overlap frames; their mel windows are crossfaded by common.data.windows.stitch.
 Every output is written under a temporary name and renamed when whole.
 
     python -m export.apps.synthesize --checkpoint RUN_OR_CKPT --video clip.mp4 --out speech.wav
@@ -23,57 +23,19 @@ from tqdm import tqdm
 from common import cli
 from common import atomic
 from common.data import audio
+from common.data import crops
 from common.data import dataset
+from common.data import timing
+from common.data import windows
+from common.prep import video
 from common import plotting
 from export import graph
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
-
-
 class SynthesisError(Lip2WavError, RuntimeError):
     """An input or output that synthesis cannot use; the one-line message names the fix."""
-
-
-def stitch(windows, mel_starts, total_frames, mel_overlap):
-    """Mel windows [W, M, num_mels] placed at ``mel_starts`` -> one mel [total_frames, num_mels].
-
-    Where two consecutive windows overlap, the later one fades in linearly over
-    min(mel_overlap, overlap) frames centred in the overlap (weights sum to 1), so constant
-    windows stitch to the same constant. Frames past the last window repeat its last frame;
-    the result always has exactly ``total_frames`` frames.
-    """
-    windows = np.asarray(windows, dtype=np.float32)
-    if windows.ndim != 3 or len(windows) != len(mel_starts) or not len(windows):
-        raise ValueError("need windows [W, M, num_mels] with one start each, got %s and %d starts"
-                         % (windows.shape, len(mel_starts)))
-    count, size, bands = windows.shape
-    span = max(int(total_frames), int(mel_starts[-1]) + size)
-    weights = np.ones((count, size), dtype=np.float64)
-    for k in range(count - 1):
-        begin, end = int(mel_starts[k + 1]), int(mel_starts[k]) + size
-        if begin <= int(mel_starts[k]) or begin > end:
-            raise ValueError("window starts must increase and consecutive windows must touch, got %s"
-                             % list(mel_starts))
-        length = min(max(int(mel_overlap), 0), end - begin)
-        fade_start = begin + (end - begin - length) // 2
-        fading_out = np.arange(size) + int(mel_starts[k])
-        weights[k] *= np.clip((fade_start + length - fading_out) / float(length + 1), 0.0, 1.0)
-        fading_in = np.arange(size) + begin
-        weights[k + 1] *= np.clip((fading_in - fade_start + 1) / float(length + 1), 0.0, 1.0)
-    total = np.zeros((span, bands), dtype=np.float64)
-    norm = np.zeros(span, dtype=np.float64)
-    for k in range(count):
-        start = int(mel_starts[k])
-        total[start:start + size] += weights[k][:, None] * windows[k]
-        norm[start:start + size] += weights[k]
-    covered = norm > 0
-    last = int(np.flatnonzero(covered)[-1])
-    total[covered] /= norm[covered][:, None]
-    total[last + 1:] = total[last]
-    return total[:int(total_frames)].astype(np.float32)
 
 
 class Result(object):
@@ -86,11 +48,6 @@ class Result(object):
         self.mel = mel
         self.target_mel = target_mel
         self.target_wav = target_wav
-
-
-def num_samples(num_frames, hp):
-    """Samples that ``num_frames`` video frames last: round(N * sample_rate / fps)."""
-    return int(round(num_frames * float(hp.sample_rate) / hp.fps))
 
 
 def fit_length(wav, length):
@@ -108,15 +65,14 @@ def vocode(mel, hp, length):
 
 def clip_from_folder(path, hp, clip_id=None):
     """A preprocessed clip folder (``<i>.jpg`` crops) as a dataset.Clip; audio and mels are optional here."""
-    numbers = [int(os.path.splitext(name)[0]) for name in os.listdir(path)
-               if name.lower().endswith(".jpg") and os.path.splitext(name)[0].isdigit()]
+    numbers = dataset.frame_numbers(os.listdir(path))
     if not numbers:
         raise SynthesisError("%s holds no face crops (<frame>.jpg); pass a video or a preprocessed clip folder"
                              % path)
     count = max(numbers) + 1
     missing = tuple(sorted(set(range(count)) - set(numbers)))
-    mel_frames = audio.num_frames(num_samples(count, hp), hp)
-    return dataset.Clip(clip_id or os.path.basename(os.path.normpath(path)), path, count, mel_frames, missing)
+    return dataset.Clip(clip_id or os.path.basename(os.path.normpath(path)), path, count,
+                        timing.mel_frames(count, hp), missing)
 
 
 def ground_truth(clip, hp):
@@ -124,7 +80,8 @@ def ground_truth(clip, hp):
     wav_path = os.path.join(clip.path, dataset.AUDIO)
     if not os.path.isfile(wav_path):
         return None, None
-    wav = fit_length(audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None), num_samples(clip.num_frames, hp))
+    wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
+    wav = fit_length(wav, timing.num_samples(clip.num_frames, hp))
     return audio.melspectrogram(wav, hp).T, wav
 
 
@@ -181,21 +138,21 @@ class Synthesizer(object):
     def predict_mel(self, clip, progress=True):
         """Clip -> stitched predicted mel [mel frames of the clip's duration, num_mels]."""
         hp = self.hp
-        windows, mel_starts = dataset.windows_for_clip(clip, hp)
+        faces, mel_starts = dataset.windows_for_clip(clip, hp)
         mels = []
-        with tqdm(total=len(windows), desc="synthesize %s" % clip.id, unit="window", leave=False,
+        with tqdm(total=len(faces), desc="synthesize %s" % clip.id, unit="window", leave=False,
                   disable=None if progress else True) as bar:
-            for start in range(0, len(windows), self.batch_size):
-                mels.append(self.predictor.predict(windows[start:start + self.batch_size]))
+            for start in range(0, len(faces), self.batch_size):
+                mels.append(self.predictor.predict(faces[start:start + self.batch_size]))
                 bar.update(len(mels[-1]))
-        total = audio.num_frames(num_samples(clip.num_frames, hp), hp)
-        return stitch(np.concatenate(mels), mel_starts, total, hp.mel_overlap)
+        return windows.stitch(np.concatenate(mels), mel_starts, timing.mel_frames(clip.num_frames, hp),
+                              hp.mel_overlap)
 
     def synthesize_clip(self, clip, progress=True):
         """Clip -> Result with the wav trimmed to the clip's duration (and its ground truth if any)."""
         mel = self.predict_mel(clip, progress)
         target_mel, target_wav = ground_truth(clip, self.hp)
-        wav = vocode(mel, self.hp, num_samples(clip.num_frames, self.hp))
+        wav = vocode(mel, self.hp, timing.num_samples(clip.num_frames, self.hp))
         return Result(clip.id, wav, mel, target_mel, target_wav)
 
     def synthesize_path(self, path, work_dir, progress=True):
@@ -214,39 +171,23 @@ def find_inputs(path):
                              "of videos" % path)
     if os.path.isfile(path) or _is_clip_folder(path):
         return [(os.path.splitext(os.path.basename(os.path.normpath(path)))[0], path)]
-    found = []
-    for folder, subdirs, files in os.walk(path):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        if _is_clip_folder(folder):
-            subdirs[:] = []
-            found.append((os.path.relpath(folder, path).replace(os.sep, "/"), folder))
-            continue
-        for name in sorted(files):
-            if name.lower().endswith(VIDEO_EXTENSIONS) and not name.startswith("."):
-                rel = os.path.relpath(os.path.join(folder, name), path)
-                found.append((os.path.splitext(rel)[0].replace(os.sep, "/"), os.path.join(folder, name)))
+    found = video.find_videos(path, _is_clip_folder)
     if not found:
         raise SynthesisError("%s holds no video (%s) and no clip folder of <frame>.jpg crops"
-                             % (path, ", ".join(VIDEO_EXTENSIONS)))
+                             % (path, ", ".join(video.VIDEO_EXTENSIONS)))
     return found
 
 
 def _is_clip_folder(path):
-    return os.path.isdir(path) and any(name.lower().endswith(".jpg") and os.path.splitext(name)[0].isdigit()
-                                       for name in os.listdir(path))
+    return os.path.isdir(path) and bool(dataset.frame_numbers(os.listdir(path)))
 
 
 def check_writable(path):
     """Create the output's folder and prove it can hold a new file, before any expensive work."""
     if os.path.isdir(path):
         raise SynthesisError("output %s is a folder; pass a file name like speech.wav" % path)
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".tmp-probe-")
-        os.close(fd)
-        os.remove(probe)
+        atomic.check_writable_dir(os.path.dirname(os.path.abspath(path)))
     except OSError as exc:
         raise SynthesisError("cannot write %s (%s); pass a writable --out path" % (path, exc.strerror or exc))
 
@@ -270,7 +211,6 @@ def write_outputs(result, out_wav, hp, plot=False, mux_source=None):
 
 def mux(source, wav_path, out_path, hp):
     """The source video (or a clip folder's crops) with ``wav_path`` as its only audio track, atomically."""
-    from common.prep import video
     if os.path.isdir(source):
         clip = clip_from_folder(source, hp)
         frames = np.stack([_frame_or_black(clip, i, hp) for i in range(clip.num_frames)])
@@ -286,7 +226,7 @@ def mux(source, wav_path, out_path, hp):
 
 
 def _frame_or_black(clip, number, hp):
-    image = dataset.read_frame(clip, number, hp)
+    image = crops.read(clip.path, number, hp.img_size)
     return image if image is not None else np.zeros((hp.img_size, hp.img_size, 3), np.uint8)
 
 
@@ -324,13 +264,10 @@ def synthesize(checkpoint, input_path, out, target="gpu", batch_size=8, plot=Fal
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m export.apps.synthesize", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
+    graph.add_checkpoint_arguments(parser)
     parser.add_argument("--video", required=True,
                         help="A video, a preprocessed clip folder (<frame>.jpg crops) or a folder of videos.")
     parser.add_argument("--out", required=True, help="Output .wav for one input; output folder for a folder.")
-    parser.add_argument("--target", default="gpu", choices=sorted(graph.DECODE_LOOPS),
-                        help="Which tree's decode loop runs the checkpoint (same weights either way).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
     parser.add_argument("--plot", action="store_true", help="Also write <out>.png: predicted (and true) mel.")
     parser.add_argument("--mux", action="store_true", help="Also write <out>.mp4: the input video with the speech.")
     return parser

@@ -23,18 +23,16 @@ import numpy as np
 
 from common import cli
 from common import atomic
+from common import devices
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
 from common.training import loop as training
+from common.data import timing
 from common.data.dataset import BatchSource
 from common.tf_compat import tf
-from gpu_training import feeder as gpu_feeder
-from gpu_training import train as gpu_train
-from npu_training import feeder as npu_feeder
-from npu_training import train as npu_train
+from export import trees
 
 LOG = logging.getLogger("lip2wav.bench")
-TREES = {"gpu": (gpu_train, gpu_feeder.Feeder), "npu": (npu_train, npu_feeder.Feeder)}
 # Timed steps after one warmup step; chess is ~2.6 TFLOP/step, tens of seconds on 2 cores.
 DEFAULT_STEPS = {"synthetic": 10, "chess": 2}
 MAX_NPU_TO_GPU = 1.1
@@ -74,7 +72,7 @@ def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, confi
 def make_data(work_dir, preset, hp):
     """A small synthetic speaker at the preset's img_size and fps; clips outlast a window by 1.5 s."""
     data_dir = os.path.join(work_dir, "data-" + preset)
-    seconds = max(hp.T / float(hp.fps), hp.mel_step_size / 80.0) + 1.5
+    seconds = max(timing.seconds(hp.T, hp), timing.mel_seconds(hp.mel_step_size, hp)) + 1.5
     synthetic.make_speaker(data_dir, hp, num_clips=6, seconds=seconds, seed=0)
     return data_dir
 
@@ -83,7 +81,7 @@ class _TreeRun(object):
     """One tree's real training graph (feeder, decode loop, optimizer) in its own graph and session."""
 
     def __init__(self, tree, hp, data_dir, workers):
-        backend = TREES[tree][0].BACKEND
+        backend = trees.backend(tree)
         self.tree = tree
         self.source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                                   workers=workers)
@@ -116,7 +114,7 @@ def bench_training(hp, data_dir, steps, workers):
     Returns {tree: dict(sec_per_step median over the timed steps, data_wait_share, final_loss)}.
     The first step of each tree (graph optimisation, allocation) is not timed.
     """
-    runs = [_TreeRun(tree, hp, data_dir, workers) for tree in ("gpu", "npu")]
+    runs = [_TreeRun(tree, hp, data_dir, workers) for tree in devices.TREES]
     try:
         for run in runs:
             run.step()
@@ -141,9 +139,10 @@ def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
     data_dir = make_data(work_dir, preset, hp)
     trained = bench_training(hp, data_dir, steps, workers)
     rows = []
-    for tree in ("gpu", "npu"):
+    for tree in devices.TREES:
         source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=0, workers=workers)
-        supply = bench_feeder(TREES[tree][1], source, hp, hp.tacotron_batch_size, steps=feeder_steps, warmup=2)
+        supply = bench_feeder(trees.backend(tree).feeder_class, source, hp, hp.tacotron_batch_size,
+                              steps=feeder_steps, warmup=2)
         sec = trained[tree]["sec_per_step"]
         rows.append({
             "preset": preset, "tree": tree, "batch_size": hp.tacotron_batch_size, "timed_steps": steps,

@@ -15,16 +15,15 @@ import logging
 import sys
 
 from common import cli
+from common import devices
 from common.config import hparams as hparams_lib
 from common.training import loop as training
 from common.tf_compat import tf
 from export.graph import build_inference_graph
-from gpu_training import train as gpu_train
+from export import trees
 from npu_training import lint
-from npu_training import train as npu_train
 
 LOG = logging.getLogger("lip2wav.lint_graphs")
-BACKENDS = {"gpu": gpu_train.BACKEND, "npu": npu_train.BACKEND}
 GraphFinding = collections.namedtuple("GraphFinding", ["graph", "node", "op", "reason"])
 
 
@@ -36,8 +35,8 @@ class _NoData(object):
 
 
 def training_graph(hp, target):
-    """The target tree's training graph, as common.training builds it for a run."""
-    backend = BACKENDS[target]
+    """The target tree's training graph, as common.training.loop builds it for a run."""
+    backend = trees.backend(target)
     graph = tf.Graph()
     with graph.as_default():
         training.TrainingGraph(backend, backend.options, hp, _NoData())
@@ -53,8 +52,7 @@ def inference_graph(hp, target, batch_size=1):
 
 def lint_model_graphs(hp, target="npu", batch_size=1):
     """GraphFindings for the target tree's training graph and inference graph; empty means clean."""
-    if target not in BACKENDS:
-        raise ValueError("target must be one of %s" % ", ".join(sorted(BACKENDS)))
+    trees.backend(target)
     findings = [GraphFinding("training", *f) for f in lint.lint_graph(training_graph(hp, target))]
     findings += [GraphFinding("inference", *f)
                  for f in lint.lint_graph(inference_graph(hp, target, batch_size), inference=True)]
@@ -65,7 +63,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m export.tools.lint_graphs", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="synthetic", help="Hyperparameter preset the graphs are built for.")
     parser.add_argument("--hparams", default="", help="Overrides, e.g. 'tacotron_batch_size=4'.")
-    parser.add_argument("--target", default="npu", choices=sorted(BACKENDS), help="Device tree whose graphs to lint.")
+    parser.add_argument("--target", default="npu", choices=devices.TREES, help="Device tree whose graphs to lint.")
     args = parser.parse_args(argv)
 
     def body():
