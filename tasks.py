@@ -297,12 +297,28 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
 })
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
              target: str = "gpu", batch_size: int = 8, plot: bool = False) -> None:
-    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper."""
+    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper, then
+    rewrite the run's report page (RUN_DIR/report.html)."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     argv = ["--checkpoint", checkpoint, "--data", data, "--split", split, "--target", target,
             "--batch-size", str(batch_size)] + (["--out", out] if out else []) + (["--plot"] if plot else [])
     _run_entrypoint("export.apps.evaluate", argv)
+    run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).resolve().parent.parent
+    _run_entrypoint("export.apps.report", [str(run_dir), "--eval", out or str(run_dir / f"eval-{split}")])
+
+
+@task(positional=["run_dir"], help={
+    "run-dir": "run directory (from `invoke train` or `invoke demo`: demo/run)",
+    "eval-dir": "evaluation folder to show (default: folders in or beside the run whose summary.json scored it)",
+    "out": "output page (default RUN_DIR/report.html)",
+    "max-clips": "test clips with players, face crops and mels; all stay in the score tables (0: the default, 20)",
+})
+def report(c: Context, run_dir: str, eval_dir: str = "", out: str = "", max_clips: int = 0) -> None:
+    """One self-contained HTML page per run: players for truth/model/baseline, curves, scores; open it from disk."""
+    argv = [run_dir] + (["--eval", eval_dir] if eval_dir else []) + (["--out", out] if out else []) + (
+        ["--max-clips", str(max_clips)] if max_clips else [])
+    _run_entrypoint("export.apps.report", argv)
 
 
 @task(help={
