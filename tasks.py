@@ -294,15 +294,17 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
     "target": "decode loop that runs the checkpoint: gpu or npu",
     "batch-size": "windows per forward pass",
     "plot": "also write a predicted-vs-true mel PNG per clip",
+    "ceiling": "also score the true mel through the same vocoder (the best Griffin-Lim allows)",
 })
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
-             target: str = "gpu", batch_size: int = 8, plot: bool = False) -> None:
+             target: str = "gpu", batch_size: int = 8, plot: bool = False, ceiling: bool = False) -> None:
     """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper, then
     rewrite the run's report page (RUN_DIR/report.html)."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     argv = ["--checkpoint", checkpoint, "--data", data, "--split", split, "--target", target,
-            "--batch-size", str(batch_size)] + (["--out", out] if out else []) + (["--plot"] if plot else [])
+            "--batch-size", str(batch_size)] + (["--out", out] if out else []) + (["--plot"] if plot else []) + (
+        ["--ceiling"] if ceiling else [])
     _run_entrypoint("export.apps.evaluate", argv)
     run_dir = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).resolve().parent.parent
     _run_entrypoint("export.apps.report", [str(run_dir), "--eval", out or str(run_dir / f"eval-{split}")])

@@ -18,8 +18,8 @@ def test_shrunk_demo_runs_every_stage_and_summarises(tmp_path):
     summary = demo.run_demo(out, steps=2, clips=5, seconds=1.5, checkpoint_every=2)
     for key in ("wavs", "plots", "scores_csv", "scores_json", "run", "data", "report"):
         assert os.path.exists(summary[key]), key
-    assert sorted(os.listdir(summary["wavs"])) == ["clip003.baseline.wav", "clip003.wav", "clip004.baseline.wav",
-                                                   "clip004.wav"]
+    assert sorted(os.listdir(summary["wavs"])) == ["clip003.baseline.wav", "clip003.ceiling.wav", "clip003.wav",
+                                                   "clip004.baseline.wav", "clip004.ceiling.wav", "clip004.wav"]
     assert set(summary["model"]) == {"pesq", "stoi", "estoi"}
     for path in summary["exported"].values():
         assert os.path.isfile(path)

@@ -24,7 +24,8 @@ from tests.conftest import error_line, run_entrypoint
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_TIMEOUT = 60
 
-# Resolves to what the page holds once every sound and image has loaded (or failed).
+# Resolves to what the page holds once every sound and image has loaded (or failed), and whether each face
+# flip-book moved within 0.4 s.
 PAGE_CHECK = """
 (async () => {
   const audios = Array.from(document.querySelectorAll("audio"));
@@ -35,11 +36,14 @@ PAGE_CHECK = """
   const images = Array.from(document.images);
   const decoded = Promise.all(images.map(i => i.decode().catch(() => null)));
   await Promise.race([Promise.all([loaded, decoded]), new Promise(done => setTimeout(done, 30000))]);
+  const faces = Array.from(document.querySelectorAll(".face"));
+  const before = faces.map(f => getComputedStyle(f).backgroundPositionX);
+  await new Promise(done => setTimeout(done, 400));
   return {
     audio: audios.map(a => ({label: a.closest("figure").querySelector("b").textContent,
                              duration: a.duration, error: a.error ? a.error.code : null})),
     images: images.map(i => ({alt: i.alt, width: i.naturalWidth, complete: i.complete})),
-    faces: Array.from(document.querySelectorAll(".face")).map(f => getComputedStyle(f).animationName),
+    faces_moving: faces.map((f, i) => getComputedStyle(f).backgroundPositionX !== before[i]),
   };
 })()
 """
@@ -47,13 +51,14 @@ PAGE_CHECK = """
 
 @pytest.fixture(scope="module")
 def evaluated_run(synthetic_data, tmp_path_factory):
-    """A real 2-step run (checkpoints and plots at both steps, both logged) scored on the test split."""
+    """A real 2-step run (checkpoints and plots at both steps, both logged) scored on the test split, with the
+    vocoder ceiling."""
     run_dir = str(tmp_path_factory.mktemp("report") / "run")
     code = gpu_train.main(["--data", synthetic_data, "--run-dir", run_dir, "--steps", "2", "--checkpoint-every",
                            "1", "--log-every", "1", "--workers", "1"])
     assert code == 0
     eval_dir = os.path.join(os.path.dirname(run_dir), "eval")
-    evaluate.evaluate(run_dir, synthetic_data, "test", eval_dir, plot=True)
+    evaluate.evaluate(run_dir, synthetic_data, "test", eval_dir, plot=True, ceiling=True)
     return run_dir, eval_dir
 
 
@@ -140,13 +145,13 @@ def test_page_plays_every_clip_and_shows_every_image_in_chromium(evaluated_run, 
     assert errors == [] and requests == []
     with open(os.path.join(eval_dir, "scores.csv")) as f:
         clips = len(list(csv.DictReader(f)))
-    assert [a["label"] for a in checked["audio"]] == ["ground truth", "model", "baseline"] * clips
+    assert [a["label"] for a in checked["audio"]] == ["ground truth", "model", "baseline", "ceiling"] * clips
     for player in checked["audio"]:
         assert player["error"] is None and player["duration"] > 0, player
-    assert len(checked["images"]) >= 5 + 4 + clips * 5  # curves, 2 checkpoints x 2 plots, per clip 3 mels+stills+plot
+    assert len(checked["images"]) >= 5 + 4 + clips * 6  # curves, 2 checkpoints x 2 plots, per clip 4 mels+stills+plot
     for image in checked["images"]:
         assert image["complete"] and image["width"] > 0, image
-    assert len(checked["faces"]) == clips and "none" not in checked["faces"]
+    assert checked["faces_moving"] == [True] * clips
     assert os.path.getsize(screenshot) > 10000
 
 
@@ -158,24 +163,24 @@ def test_score_tables_take_new_columns_and_keep_the_paper_apart(evaluated_run, t
     with open(os.path.join(extended, "summary.json")) as f:
         summary = json.load(f)
     summary["model"]["wer"] = 0.75
-    summary["ceiling"] = {"pesq": 3.5, "stoi": 0.9, "estoi": 0.8, "wer": 0.125}
+    summary["oracle"] = {"pesq": 3.5, "stoi": 0.9, "estoi": 0.8, "wer": 0.125}
     with open(os.path.join(extended, "summary.json"), "w") as f:
         json.dump(summary, f)
     with open(os.path.join(extended, "scores.csv")) as f:
         rows = list(csv.DictReader(f))
     with open(os.path.join(extended, "scores.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + ["model_wer", "ceiling_stoi", "ceiling_wer"])
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + ["model_wer", "oracle_stoi", "oracle_wer"])
         writer.writeheader()
         for row in rows:
-            writer.writerow(dict(row, model_wer=0.75, ceiling_stoi=0.9, ceiling_wer=0.125))
+            writer.writerow(dict(row, model_wer=0.75, oracle_stoi=0.9, oracle_wer=0.125))
     html = open(report.build_report(run_dir, [extended], out=str(tmp_path / "r.html"), max_clips=1)).read()
     ours, paper = html.split("another data set, not comparable")
     means = ours[ours.index("system (this data set)"):ours.index("per clip")]
-    assert "<th>wer</th>" in means and "<td>ceiling</td>" in means and "0.125" in means
-    assert '<th colspan="2">ceiling</th>' in ours and "pesq_failed" not in means
+    assert "<th>wer</th>" in means and "<td>oracle</td>" in means and "0.125" in means
+    assert '<th colspan="2">oracle</th>' in ours and "pesq_failed" not in means
     for name in summary["reference"]:
         assert name not in ours and name in paper
-    assert html.count("<audio") == 3 and "more only in the table" in html
+    assert html.count("<audio") == 4 and "more only in the table" in html
 
 
 def test_interrupted_run_without_evaluation_gets_a_page(untrained_run, tmp_path):

@@ -68,7 +68,7 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=DEFAU
     timings["train"] = time.time() - tick
 
     tick = time.time()
-    scores = evaluate_lib.evaluate(run_dir, data_dir, "test", os.path.join(out, "eval"), plot=True)
+    scores = evaluate_lib.evaluate(run_dir, data_dir, "test", os.path.join(out, "eval"), plot=True, ceiling=True)
     timings["evaluate"] = time.time() - tick
 
     exported = {}
