@@ -91,7 +91,7 @@ def _read_csv(path):
         return [], []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        rows = [dict((k, _number(v)) for k, v in row.items()) for row in reader]
+        rows = [dict((k, v if k == "clip" else _number(v)) for k, v in row.items()) for row in reader]
         return list(reader.fieldnames or []), rows
 
 
@@ -227,15 +227,16 @@ def checkpoint_plots(run_dir):
 # ------------------------------------------------------------------------------------- evaluations
 
 def find_eval_dirs(run_dir):
-    """Evaluation folders of this run: any child or sibling folder whose summary.json scored a checkpoint here."""
+    """Evaluation folders of this run: its own subfolders holding a summary.json (`invoke evaluate` writes
+    RUN/eval-<split>), and folders beside it whose summary.json scored one of its checkpoints (the demo's eval/)."""
+    found = [os.path.dirname(p) for p in sorted(glob.glob(os.path.join(run_dir, "*", "summary.json")))]
     run_real = os.path.realpath(run_dir)
-    found = []
-    for parent in (run_dir, os.path.dirname(os.path.abspath(run_dir))):
-        for summary_path in sorted(glob.glob(os.path.join(parent, "*", "summary.json"))):
-            summary = _read_json(summary_path) or {}
-            checkpoint = summary.get("checkpoint") if isinstance(summary, dict) else None
-            if checkpoint and os.path.realpath(checkpoint).startswith(run_real + os.sep):
-                found.append(os.path.dirname(summary_path))
+    for summary_path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(run_dir)), "*",
+                                                      "summary.json"))):
+        summary = _read_json(summary_path)
+        checkpoint = summary.get("checkpoint") if isinstance(summary, dict) else None
+        if checkpoint and os.path.realpath(checkpoint).startswith(run_real + os.sep):
+            found.append(os.path.dirname(summary_path))
     return found
 
 
