@@ -170,14 +170,18 @@ def _write_csv(path, rows):
 
 
 def format_table(summary):
-    """The means beside the reference rows, as a fixed-width text table."""
-    lines = ["%-34s %7s %7s %7s" % ("system", "PESQ", "STOI", "ESTOI")]
+    """The means, then the reference rows under their own heading: they were scored on another data set."""
+    row = "%-34s %7.3f %7.3f %7.3f"
+    lines = ["%-34s %7s %7s %7s" % ("system (this data set)", "PESQ", "STOI", "ESTOI")]
     own = [("this model (%s, %d clips)" % (summary["split"], summary["clips"]), summary["model"]),
            ("mean-mel baseline", summary["baseline"])]
     if "ceiling" in summary:
         own.append(("true mel through the vocoder", summary["ceiling"]))
-    for name, values in own + list(summary["reference"].items()):
-        lines.append("%-34s %7.3f %7.3f %7.3f" % (name, values["pesq"], values["stoi"], values["estoi"]))
+    for name, values in own:
+        lines.append(row % (name, values["pesq"], values["stoi"], values["estoi"]))
+    lines += ["", "reference: the chess speaker's test set, another data set (not comparable with the rows above)"]
+    for name, values in summary["reference"].items():
+        lines.append(row % (name, values["pesq"], values["stoi"], values["estoi"]))
     return "\n".join(lines)
 
 

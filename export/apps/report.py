@@ -313,13 +313,13 @@ def evaluation_section(eval_dir, hp, max_clips):
     }
     data_dir = summary.get("data")
     for row in tqdm(rows[:max_clips], desc="report clips", unit="clip", disable=None):
-        section["clips"].append(clip_section(eval_dir, data_dir, row, columns, hp))
+        section["clips"].append(clip_section(eval_dir, data_dir, row, columns, hp, summary))
     return section
 
 
 # ------------------------------------------------------------------------------------------ clips
 
-def clip_section(eval_dir, data_dir, row, columns, hp):
+def clip_section(eval_dir, data_dir, row, columns, hp, summary):
     """Players for truth and every system wav of the clip, each with its mel, the face crops and the scores."""
     clip_id = str(row.get("clip", ""))
     name = clip_id.replace("/", "__")
@@ -338,7 +338,8 @@ def clip_section(eval_dir, data_dir, row, columns, hp):
             missing.append("%s (%s)" % (label, path))
             continue
         players.append({"label": label, "audio": _wav_uri(wav, hp.sample_rate),
-                        "seconds": len(wav) / float(hp.sample_rate), "mel": _mel_png(wav, hp, limits, label)})
+                        "seconds": len(wav) / float(hp.sample_rate), "mel": _mel_png(wav, hp, limits, label),
+                        "definition": summary.get("%s_definition" % label)})
     predicted = os.path.join(eval_dir, "plots", name + ".png")
     return {"id": clip_id, "players": players, "missing": missing,
             "scores": [(c, row.get(c)) for c in columns if c != "clip"],
