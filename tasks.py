@@ -314,7 +314,7 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
     "run-dir": "run directory (from `invoke train` or `invoke demo`: demo/run)",
     "eval-dir": "evaluation folder to show (default: folders in or beside the run whose summary.json scored it)",
     "out": "output page (default RUN_DIR/report.html)",
-    "max-clips": "test clips with players, face crops and mels; all stay in the score tables (0: the default, 20)",
+    "max-clips": "test clips with players, face crops and mels; all stay in the score tables (0: the default, 10)",
 })
 def report(c: Context, run_dir: str, eval_dir: str = "", out: str = "", max_clips: int = 0) -> None:
     """One self-contained HTML page per run: players for truth/model/baseline, curves, scores; open it from disk."""

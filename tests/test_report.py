@@ -185,7 +185,7 @@ def test_score_tables_take_new_columns_and_keep_the_paper_apart(evaluated_run, t
     assert html.count("<audio") == 4 and "more only in the table" in html
 
 
-def test_interrupted_run_without_evaluation_gets_a_page(untrained_run, tmp_path):
+def test_interrupted_run_without_evaluation_gets_a_page_with_its_bench(untrained_run, tmp_path):
     run_dir = str(tmp_path / "run")
     shutil.copytree(untrained_run, run_dir)
     with open(os.path.join(run_dir, "hparams.json")) as f:
@@ -193,7 +193,11 @@ def test_interrupted_run_without_evaluation_gets_a_page(untrained_run, tmp_path)
     values["tacotron_batch_size"] = 3
     with open(os.path.join(run_dir, "hparams.json"), "w") as f:
         json.dump(values, f)
+    bench = {"rows": [{"preset": "synthetic", "tree": "npu", "sec_per_step": 0.5, "world_size": 2}], "cpu_count": 2}
+    with open(os.path.join(run_dir, "bench.json"), "w") as f:
+        json.dump(bench, f)
     html = open(report.build_report(run_dir)).read()
+    assert '<h2 id="bench">' in html and "<th>world_size</th>" in html and "<td>0.5</td>" in html
     assert "no run_summary.json: training was interrupted" in html
     assert "no evaluation of this run yet" in html and "no train_log.jsonl lines yet" in html
     assert "<td>tacotron_batch_size</td><td>3</td><td>8</td>" in html

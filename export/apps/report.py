@@ -40,9 +40,9 @@ LOG = logging.getLogger(__name__)
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "report.html.j2"
 REPORT_NAME = "report.html"
-# Clips with players, faces and mels; every clip stays in the score tables. About 0.5 MB of page per
-# 4 s clip (three 16-bit WAVs in base64).
-DEFAULT_MAX_CLIPS = 20
+# Clips with players, faces and mels; every clip stays in the score tables. About 1 MB of page per
+# 4 s clip (four 16-bit WAVs in base64, five plots, the face crops).
+DEFAULT_MAX_CLIPS = 10
 MAX_CHECKPOINT_PLOTS = 8
 FACE_STILLS = 8
 FACE_FPS = 15
@@ -385,12 +385,14 @@ def face_strips(clip_dir, hp):
     flip = [n for n in numbers if n % stride == 0 and n < FACE_SECONDS * hp.fps]
     picks = sorted(set(numbers[i] for i in np.linspace(0, len(numbers) - 1, FACE_STILLS).round().astype(int)))
 
+    side = min(hp.img_size, FACE_SIDE)  # stored at most FACE_SIDE wide, shown FACE_SIDE wide by the page
+
     def strip(chosen):
         frames = []
         for number in chosen:
             image = cv2.imread(os.path.join(clip_dir, "%d.jpg" % number), cv2.IMREAD_COLOR)
             if image is not None:
-                frames.append(cv2.resize(image, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_NEAREST))
+                frames.append(cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA))
         ok, encoded = cv2.imencode(".jpg", np.concatenate(frames, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 85])
         return data_uri(encoded.tobytes(), "image/jpeg"), len(frames)
     stills, still_count = strip(picks)
