@@ -204,9 +204,12 @@ def test_interrupted_run_without_evaluation_gets_a_page_with_its_bench(untrained
     assert "model.ckpt-1" in html
 
 
-def test_missing_run_dir_is_one_error_line(tmp_path, capsys):
+def test_missing_run_dir_or_a_folder_that_is_no_run_is_one_error_line(tmp_path, capsys):
     code, _, stderr = run_entrypoint(capsys, report.main, str(tmp_path / "absent"))
     assert code == 2 and "does not exist" in error_line(stderr)
+    code, _, stderr = run_entrypoint(capsys, report.main, str(tmp_path))
+    assert code == 2 and "is not a run directory" in error_line(stderr)
+    assert not os.path.exists(str(tmp_path / "report.html"))
 
 
 def test_invoke_evaluate_and_invoke_report_write_the_page(untrained_run, synthetic_data, tmp_path):

@@ -117,15 +117,11 @@ def _file_uri(path):
 
 # ------------------------------------------------------------------------------------------- the run
 
-def run_section(run_dir):
+def run_section(run_dir, hp):
     """Facts about the run, its hyperparameters against the preset, its checkpoints and final losses."""
     notes = []
     summary = _read_json(os.path.join(run_dir, "run_summary.json")) or {}
     records = _read_jsonl(os.path.join(run_dir, "train_log.jsonl"))
-    hp_path = os.path.join(run_dir, "hparams.json")
-    hp = hparams_lib.load(hp_path) if os.path.isfile(hp_path) else None
-    if hp is None:
-        notes.append("no hparams.json: training never started here")
     if not summary:
         notes.append("no run_summary.json: training was interrupted or is still running; figures below come "
                       "from train_log.jsonl and the checkpoints")
@@ -137,7 +133,7 @@ def run_section(run_dir):
         ("run directory", os.path.abspath(run_dir)),
         ("device tree", summary.get("device_tree", "unknown (no run_summary.json)")),
         ("preset", preset_of(summary, hp)),
-        ("batch size", hp.tacotron_batch_size if hp else None),
+        ("batch size", hp.tacotron_batch_size),
         ("steps trained", max(last_steps) if last_steps else 0),
         ("wall time of the last segment (s)", summary.get("wall_seconds")),
         ("logged time span (s)", records[-1]["time"] - records[0]["time"] if len(records) > 1 else None),
@@ -159,15 +155,11 @@ def run_section(run_dir):
 
 def preset_of(summary, hp):
     """The preset a run started from: the run summary's, else the speaker its hparams were made for."""
-    if summary.get("preset"):
-        return summary["preset"]
-    return (hp.speaker or "default") if hp else "unknown"
+    return summary.get("preset") or hp.speaker or "default"
 
 
 def hparams_diff(hp, preset, notes):
     """[(key, run value, preset value)] for every hyperparameter the run changed from its preset."""
-    if hp is None:
-        return []
     if preset not in hparams_lib.preset_names():
         notes.append("preset %r is not registered here; hyperparameters are compared with the defaults" % preset)
         preset = "default"
@@ -454,10 +446,13 @@ def build_report(run_dir, eval_dirs=None, out=None, max_clips=DEFAULT_MAX_CLIPS)
     if not os.path.isdir(run_dir):
         raise ReportError("run directory %s does not exist; pass the --run-dir of a training run "
                           "(demo: demo/run)" % run_dir)
-    out = out or os.path.join(run_dir, REPORT_NAME)
-    run = run_section(run_dir)
     hp_path = os.path.join(run_dir, "hparams.json")
-    hp = hparams_lib.load(hp_path) if os.path.isfile(hp_path) else hparams_lib.resolve("default")
+    if not os.path.isfile(hp_path):
+        raise ReportError("%s is not a run directory (no hparams.json, which training writes first); pass the "
+                          "--run-dir of a training run (demo: demo/run)" % run_dir)
+    hp = hparams_lib.load(hp_path)
+    out = out or os.path.join(run_dir, REPORT_NAME)
+    run = run_section(run_dir, hp)
     eval_dirs = find_eval_dirs(run_dir) if eval_dirs is None else eval_dirs
     for eval_dir in eval_dirs:
         if not os.path.isfile(os.path.join(eval_dir, "summary.json")):
