@@ -1,8 +1,9 @@
 """The run report: a real short run and evaluation rendered, then opened from disk in headless chromium.
 
-The browser test drives Debian's chromium over the DevTools protocol (stdlib HTTP + the websockets package
-yt-dlp already brings): it collects console errors, exceptions and every request the page makes, waits for
-every <audio> to load its metadata and every <img> to decode, and keeps a full-page screenshot.
+The browser test drives Debian's chromium over the DevTools protocol (stdlib HTTP + websockets, pinned in
+requirements.txt): it collects console errors, exceptions and every request the page makes, waits for every
+<audio> to load its metadata and every <img> to decode, and keeps a full-page screenshot in its tmp_path
+(the path is printed; `pytest -s` shows it, pytest keeps the last three runs' tmp folders).
 """
 import base64
 import csv
