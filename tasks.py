@@ -150,12 +150,26 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
 
 @cli_task("export.apps.evaluate", "export.graph")
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
-             target: str = "gpu", batch_size: int = 8, plot: bool = False) -> None:
-    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper."""
+             target: str = "gpu", batch_size: int = 8, plot: bool = False, ceiling: bool = False) -> None:
+    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper, then
+    rewrite the run's report page (RUN_DIR/report.html)."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     _run_entrypoint("export.apps.evaluate", _flags(checkpoint=checkpoint, data=data, split=split, target=target,
-                                                   batch_size=batch_size, out=out, plot=plot))
+                                                   batch_size=batch_size, out=out, plot=plot, ceiling=ceiling))
+    run_dir = Path(rundir.run_dir_of(checkpoint))
+    _run_entrypoint("export.apps.report", [str(run_dir), "--eval", out or str(run_dir / f"eval-{split}")])
+
+
+@task(positional=["run_dir"], help={
+    "run-dir": "run directory (from `invoke train` or `invoke demo`: demo/run)",
+    "eval-dir": "evaluation folder to show (default: folders in or beside the run whose summary.json scored it)",
+    "out": "output page (default RUN_DIR/report.html)",
+    "max-clips": "test clips with players, face crops and mels; all stay in the score tables (0: the default, 10)",
+})
+def report(c: Context, run_dir: str, eval_dir: str = "", out: str = "", max_clips: int = 0) -> None:
+    """One self-contained HTML page per run: players for truth/model/baseline, curves, scores; open it from disk."""
+    _run_entrypoint("export.apps.report", [run_dir] + _flags(eval=eval_dir, out=out, max_clips=max_clips or None))
 
 
 @cli_task("export.apps.demo", steps="training steps (0: the demo's default, tuned for about 10 minutes on 2 cores)",

@@ -71,3 +71,15 @@ def test_unwritable_output_is_one_error_line(untrained_run, synthetic_data, tmp_
                            "--out", str(blocker / "eval"))
     assert code == 2
     assert "cannot write" in error_line(stderr)
+
+
+def test_vocoder_ceiling_is_scored_and_beats_an_untrained_model(untrained_run, synthetic_data, tmp_path, capsys):
+    """The true mel through Griffin-Lim is the most any model can reach here; an untrained one is far below."""
+    out = str(tmp_path / "eval")
+    code, stdout, stderr = _cli(capsys, "--checkpoint", untrained_run, "--data", synthetic_data, "--out", out,
+                                "--ceiling", "--no-wavs")
+    assert code == 0, stderr
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["ceiling"]["stoi"] > summary["model"]["stoi"] + 0.2
+    assert summary["pesq_failed"]["ceiling"] == 0 and "through the vocoder" in stdout

@@ -41,6 +41,9 @@ REFERENCE_SCORES = collections.OrderedDict([
 ])
 
 
+CEILING_DEFINITION = "the true mel through the same Griffin-Lim: the best this vocoder allows"
+
+
 class EvaluationError(Lip2WavError, RuntimeError):
     """An evaluation that cannot run; the message names the fix."""
 
@@ -92,11 +95,12 @@ def _mean(values):
 
 
 def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", batch_size=8, plot=False,
-             save_wavs=True, baseline_split="train"):
+             save_wavs=True, baseline_split="train", ceiling=False):
     """Synthesise and score every clip of ``split``; write per-clip CSV and summary JSON into ``out_dir``.
 
-    Returns the summary dict: per-system means ({"model": {...}, "baseline": {...}}), clip
-    count, NaN-PESQ counts, the reference rows and the paths written.
+    Returns the summary dict: per-system means ({"model": {...}, "baseline": {...}}, and "ceiling",
+    the true mel through the same vocoder, when asked), clip count, NaN-PESQ counts, the reference
+    rows and the paths written.
     """
     hp, checkpoint_path = graph.resolve_checkpoint(checkpoint)
     index = dataset.ClipIndex(data_dir, split, hp)
@@ -115,29 +119,36 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
                 raise EvaluationError("clip %s has no %s; evaluate needs the real audio of every clip"
                                       % (clip.id, dataset.AUDIO))
             baseline_wav = synth_lib.vocode(np.tile(baseline_mel, (len(result.mel), 1)), hp, len(result.wav))
+            systems = [("model", result.wav), ("baseline", baseline_wav)]
+            if ceiling:
+                systems.append(("ceiling", synth_lib.vocode(result.target_mel, hp, len(result.wav))))
             row = collections.OrderedDict([("clip", clip.id), ("seconds", len(result.wav) / float(hp.sample_rate))])
-            for system, wav in (("model", result.wav), ("baseline", baseline_wav)):
+            for system, wav in systems:
                 for metric, value in score(result.target_wav, wav, hp.sample_rate).items():
                     row["%s_%s" % (system, metric)] = value
             rows.append(row)
             if save_wavs:
                 name = clip.id.replace("/", "__")
                 synth_lib.write_outputs(result, os.path.join(out_dir, "wavs", name + ".wav"), hp)
-                audio.save_wav(baseline_wav, os.path.join(out_dir, "wavs", name + ".baseline.wav"), hp.sample_rate)
+                for system, wav in systems[1:]:
+                    audio.save_wav(wav, os.path.join(out_dir, "wavs", "%s.%s.wav" % (name, system)), hp.sample_rate)
             if plot:
                 from common import plotting
                 plotting.plot_mels(os.path.join(out_dir, "plots", clip.id.replace("/", "__") + ".png"),
                                    result.mel, result.target_mel, title=clip.id)
+    names = ["model", "baseline"] + (["ceiling"] if ceiling else [])
     summary = collections.OrderedDict([
         ("checkpoint", checkpoint_path), ("data", os.path.abspath(data_dir)), ("split", split),
         ("clips", len(rows)), ("seconds", float(sum(r["seconds"] for r in rows))), ("target", target),
-        ("model", {m: _mean([r["model_" + m] for r in rows]) for m in METRICS}),
-        ("baseline", {m: _mean([r["baseline_" + m] for r in rows]) for m in METRICS}),
-        ("pesq_failed", {s: sum(1 for r in rows if math.isnan(r[s + "_pesq"])) for s in ("model", "baseline")}),
-        ("baseline_definition", "mean mel of split %r per band, every frame, same Griffin-Lim" % baseline_split),
-        ("reference", REFERENCE_SCORES),
-        ("reference_source", "/work/shared/reference/README.md (chess test set, Griffin-Lim)"),
     ])
+    for system in names:
+        summary[system] = {m: _mean([r["%s_%s" % (system, m)] for r in rows]) for m in METRICS}
+    summary["pesq_failed"] = {s: sum(1 for r in rows if math.isnan(r[s + "_pesq"])) for s in names}
+    summary["baseline_definition"] = "mean mel of split %r per band, every frame, same Griffin-Lim" % baseline_split
+    if ceiling:
+        summary["ceiling_definition"] = CEILING_DEFINITION
+    summary["reference"] = REFERENCE_SCORES
+    summary["reference_source"] = "/work/shared/reference/README.md (chess test set, Griffin-Lim)"
     summary["csv"] = os.path.join(out_dir, "scores.csv")
     summary["json"] = os.path.join(out_dir, "summary.json")
     _write_csv(summary["csv"], rows)
@@ -155,12 +166,18 @@ def _write_csv(path, rows):
 
 
 def format_table(summary):
-    """The means beside the reference rows, as a fixed-width text table."""
-    lines = ["%-34s %7s %7s %7s" % ("system", "PESQ", "STOI", "ESTOI")]
+    """The means, then the reference rows under their own heading: they were scored on another data set."""
+    row = "%-34s %7.3f %7.3f %7.3f"
+    lines = ["%-34s %7s %7s %7s" % ("system (this data set)", "PESQ", "STOI", "ESTOI")]
     own = [("this model (%s, %d clips)" % (summary["split"], summary["clips"]), summary["model"]),
            ("mean-mel baseline", summary["baseline"])]
-    for name, values in own + list(summary["reference"].items()):
-        lines.append("%-34s %7.3f %7.3f %7.3f" % (name, values["pesq"], values["stoi"], values["estoi"]))
+    if "ceiling" in summary:
+        own.append(("true mel through the vocoder", summary["ceiling"]))
+    for name, values in own:
+        lines.append(row % (name, values["pesq"], values["stoi"], values["estoi"]))
+    lines += ["", "reference: the chess speaker's test set, another data set (not comparable with the rows above)"]
+    for name, values in summary["reference"].items():
+        lines.append(row % (name, values["pesq"], values["stoi"], values["estoi"]))
     return "\n".join(lines)
 
 
@@ -172,6 +189,8 @@ def build_parser():
     parser.add_argument("--out", default=None, help="Output folder (default <run>/eval-<split>).")
     parser.add_argument("--plot", action="store_true", help="Also write a predicted-vs-true mel PNG per clip.")
     parser.add_argument("--no-wavs", action="store_true", help="Do not keep the synthesised wavs.")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="Also score the true mel through the same vocoder (the best Griffin-Lim allows).")
     return parser
 
 
@@ -181,7 +200,7 @@ def main(argv=None):
 
     def body():
         summary = evaluate(args.checkpoint, args.data, args.split, args.out, args.target, args.batch_size,
-                           args.plot, not args.no_wavs)
+                           args.plot, not args.no_wavs, ceiling=args.ceiling)
         print(format_table(summary))
         print("per-clip scores: %s\nsummary: %s" % (summary["csv"], summary["json"]))
     return cli.run(body, level=logging.WARNING)
