@@ -310,10 +310,13 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
     "steps": "training steps (0: the demo's default, tuned for about 10 minutes on 2 cores)",
     "clips": "synthetic clips to generate (0: the demo's default)",
     "no-export": "skip freezing the gpu/npu inference graphs",
+    "speaker": "embedded speaker: astronaut (formant vowels) or grid (GRID sentences by espeak-ng; adds WER)",
 })
-def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False) -> None:
+def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False,
+         speaker: str = "astronaut") -> None:
     """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export."""
-    argv = ["--out", out] + (["--steps", str(steps)] if steps else []) + (["--clips", str(clips)] if clips else [])
+    argv = ["--out", out, "--speaker", speaker] + (["--steps", str(steps)] if steps else []) + (
+        ["--clips", str(clips)] if clips else [])
     _run_entrypoint("export.apps.demo", argv + (["--no-export"] if no_export else []))
 
 
@@ -358,6 +361,7 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
 @task(help={
     "speaker": "preprocess DATA/<speaker>/intervals (after `invoke download`) and write its split lists",
     "videos": "or: preprocess every video below this folder into DATA/preprocessed",
+    "grid": "or: import the GRID corpus here (<speaker>/<id>.mpg + alignments/<speaker>/<id>.align) into DATA",
     "data": "data root (with --speaker) or data directory (with --videos)",
     "preset": "hyperparameter preset, sets fps and img_size (default: the speaker's, else default)",
     "hparams": "hyperparameter overrides, k=v,k=v",
@@ -365,12 +369,14 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
     "workers": "parallel clip workers",
     "split": "with --videos: also write DATA/<split>.txt listing the preprocessed clips",
 })
-def preprocess(c: Context, speaker: str = "", videos: str = "", data: str = "data", preset: str = "",
-               hparams: str = "", detector: str = "", workers: int = 2, split: str = "") -> None:
+def preprocess(c: Context, speaker: str = "", videos: str = "", grid: str = "", data: str = "data",
+               preset: str = "", hparams: str = "", detector: str = "", workers: int = 2, split: str = "") -> None:
     """Videos -> face crops (JPEG), 16 kHz audio.wav and mels.npz per clip; resumable, with a report."""
-    if bool(speaker) == bool(videos):
-        raise Exit("pass exactly one of --speaker NAME or --videos DIR", code=2)
-    argv = (["--speaker", speaker] if speaker else ["--videos", videos]) + ["--data", data, "--workers", str(workers)]
+    sources = [(flag, value) for flag, value in (("--speaker", speaker), ("--videos", videos), ("--grid", grid))
+               if value]
+    if len(sources) != 1:
+        raise Exit("pass exactly one of --speaker NAME, --videos DIR or --grid DIR", code=2)
+    argv = list(sources[0]) + ["--data", data, "--workers", str(workers)]
     for flag, value in (("--preset", preset), ("--hparams", hparams), ("--detector", detector), ("--split", split)):
         if value:
             argv += [flag, value]

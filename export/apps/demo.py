@@ -27,6 +27,8 @@ DEFAULT_STEPS = 1000
 DEFAULT_CLIPS = 40
 DEFAULT_SECONDS = 4.0
 TRAIN_TREE = "gpu"
+GRID_SECONDS = 3.0
+SPEAKERS = ("astronaut", "grid")  # common/synthetic/astronaut.py (formant vowels), grid.py (GRID sentences, WER)
 
 
 class DemoError(Lip2WavError, RuntimeError):
@@ -34,7 +36,7 @@ class DemoError(Lip2WavError, RuntimeError):
 
 
 def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=DEFAULT_SECONDS, hparams="",
-             checkpoint_every=0, export_graphs=True):
+             checkpoint_every=0, export_graphs=True, speaker="astronaut"):
     """Run every stage into ``out``; returns the summary dict (also written to out/demo_summary.json)."""
     from export.apps import evaluate as evaluate_lib
     started = time.time()
@@ -45,7 +47,7 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=DEFAU
 
     tick = time.time()
     try:
-        synthetic.make_speaker(data_dir, hp, num_clips=clips, seconds=seconds, seed=0)
+        make_speaker(speaker)(data_dir, hp, num_clips=clips, seconds=seconds, seed=0)
     except OSError as exc:
         raise DemoError("cannot write the demo data into %s (%s); pass a writable --out" % (out, exc.strerror or exc))
     timings["data"] = time.time() - tick
@@ -83,13 +85,28 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=DEFAU
         "scores_csv": os.path.abspath(scores["csv"]), "scores_json": os.path.abspath(scores["json"]),
         "exported": exported, "model": scores["model"], "baseline": scores["baseline"],
         "beats_baseline_stoi": scores["model"]["stoi"] > scores["baseline"]["stoi"],
-        "steps": steps, "clips": clips, "seconds_per_clip": seconds, "train_tree": TRAIN_TREE,
+        "steps": steps, "clips": clips, "seconds_per_clip": seconds, "train_tree": TRAIN_TREE, "speaker": speaker,
         "seconds": timings,
     }
+    for key in ("ceiling", "words"):
+        if key in scores:
+            summary[key] = scores[key]
     path = os.path.join(out, "demo_summary.json")
     atomic.write_json(path, summary, sort_keys=False)
     summary["table"] = evaluate_lib.format_table(scores)
+    if "words" in scores:
+        summary["table"] += "\n\n" + evaluate_lib.format_word_table(scores)
     return summary
+
+
+def make_speaker(speaker):
+    """The data writer of an embedded speaker (one of SPEAKERS)."""
+    if speaker == "grid":
+        from common.synthetic import grid
+        return grid.make_speaker
+    if speaker == "astronaut":
+        return synthetic.make_speaker
+    raise DemoError("unknown speaker %r; use one of %s" % (speaker, ", ".join(SPEAKERS)))
 
 
 def _export(run_dir, out_dir):
@@ -126,8 +143,12 @@ def build_parser():
     parser.add_argument("--out", default="demo", help="Folder for data, run, eval and export (default ./demo).")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Training steps.")
     parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="Synthetic clips (10%% val, 10%% test).")
-    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="Seconds per synthetic clip.")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="Seconds per synthetic clip (default %.0f; %.0f for --speaker grid, as GRID's clips)."
+                        % (DEFAULT_SECONDS, GRID_SECONDS))
     parser.add_argument("--hparams", default="", help="Overrides of the synthetic preset, k=v,...")
+    parser.add_argument("--speaker", default="astronaut", choices=SPEAKERS,
+                        help="Embedded speaker: astronaut (formant vowels) or grid (GRID sentences, adds WER).")
     parser.add_argument("--no-export", action="store_true", help="Skip freezing the inference graphs.")
     return parser
 
@@ -137,8 +158,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
 
     def body():
-        print(format_summary(run_demo(args.out, args.steps, args.clips, args.seconds, args.hparams,
-                                      export_graphs=not args.no_export)))
+        seconds = args.seconds or (GRID_SECONDS if args.speaker == "grid" else DEFAULT_SECONDS)
+        print(format_summary(run_demo(args.out, args.steps, args.clips, seconds, args.hparams,
+                                      export_graphs=not args.no_export, speaker=args.speaker)))
     return cli.run(body)
 
 
