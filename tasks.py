@@ -310,10 +310,10 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
     "steps": "training steps (0: the demo's default, tuned for about 10 minutes on 2 cores)",
     "clips": "synthetic clips to generate (0: the demo's default)",
     "no-export": "skip freezing the gpu/npu inference graphs",
-    "speaker": "embedded speaker: astronaut (formant vowels) or grid (GRID sentences by espeak-ng; adds WER)",
+    "speaker": "embedded speaker: grid (GRID sentences by espeak-ng; adds WER) or astronaut (formant vowels)",
 })
 def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False,
-         speaker: str = "astronaut") -> None:
+         speaker: str = "grid") -> None:
     """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export."""
     argv = ["--out", out, "--speaker", speaker] + (["--steps", str(steps)] if steps else []) + (
         ["--clips", str(clips)] if clips else [])

@@ -166,7 +166,7 @@ def test_grammar_names_every_word_once_per_slot():
 def test_grid_corpus_layout_imports_with_words_and_fixed_splits(tmp_path, hp):
     from common.prep import grid as grid_import
     corpus = str(tmp_path / "GRID")
-    ids = grid.write_corpus(corpus, hp, num_clips=2, seconds=3.0, seed=1)
+    ids = grid.write_corpus(corpus, hp, num_clips=2, seconds=3.0, seed=1, frame_size=160)
     assert sorted(os.listdir(os.path.join(corpus, "s1"))) == sorted(i + ".mp4" for i in ids)
     data = str(tmp_path / "data")
     report = grid_import.import_grid(corpus, data, hp, workers=1)
@@ -203,3 +203,14 @@ def test_evaluate_reports_words_for_model_ceiling_baseline_and_truth(untrained_r
         assert json.load(f)["grid_reference"]["paper Lip2Wav (GRID, commercial ASR)"]["wer"] == 0.1408
     table = evaluate.format_word_table(summary)
     assert "ceiling: true mel + G-L" in table and "not comparable" in table
+
+
+def test_demo_defaults_to_the_grid_speaker_and_summarises_word_scores():
+    from export.apps import demo
+    assert demo.build_parser().parse_args([]).speaker == "grid" and demo.SPEAKER_SECONDS["grid"] == 3.0
+    scores = {"wer": 0.4, "slot_accuracy": {}}
+    summary = {"table": "", "model": {"stoi": 0.5}, "baseline": {"stoi": 0.4}, "beats_baseline_stoi": True,
+               "words": {"model": scores, "baseline": dict(scores, wer=1.0), "ceiling": dict(scores, wer=0.125)},
+               "wavs": "w", "plots": "p", "scores_csv": "c", "scores_json": "j", "run": "r", "exported": {},
+               "seconds": {"total": 1.0}}
+    assert "model WER 0.400 vs mean-mel baseline WER 1.000 (ceiling 0.125" in demo.format_summary(summary)

@@ -106,7 +106,8 @@ def _clip_seed(seed, index):
     return (seed * 1000003 + index + 7919) % 2 ** 32
 
 
-def write_corpus(grid_dir, hp, num_clips=6, seconds=DEFAULT_SECONDS, seed=0, speaker="s1", frame_size=160):
+def write_corpus(grid_dir, hp, num_clips=6, seconds=DEFAULT_SECONDS, seed=0, speaker="s1",
+                 frame_size=astronaut.FRAME_SIZE):
     """GRID's corpus layout: GRID_DIR/<speaker>/<id>.mp4 (25 fps, full frames) + GRID_DIR/alignments/<speaker>/<id>.align.
 
     Sentence ids repeat rarely; a repeat is skipped for the next seed. Returns the ids written.
