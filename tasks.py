@@ -297,7 +297,7 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
 })
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
              target: str = "gpu", batch_size: int = 8, plot: bool = False) -> None:
-    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper."""
+    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI; WER when clips have GRID words) next to the baseline."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     argv = ["--checkpoint", checkpoint, "--data", data, "--split", split, "--target", target,
