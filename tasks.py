@@ -151,8 +151,8 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
 @cli_task("export.apps.evaluate", "export.graph")
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
              target: str = "gpu", batch_size: int = 8, plot: bool = False, ceiling: bool = False) -> None:
-    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper, then
-    rewrite the run's report page (RUN_DIR/report.html)."""
+    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI; WER when clips have GRID words) next to the baseline,
+    then rewrite the run's report page (RUN_DIR/report.html)."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     _run_entrypoint("export.apps.evaluate", _flags(checkpoint=checkpoint, data=data, split=split, target=target,
@@ -174,9 +174,11 @@ def report(c: Context, run_dir: str, eval_dir: str = "", out: str = "", max_clip
 
 @cli_task("export.apps.demo", steps="training steps (0: the demo's default, tuned for about 10 minutes on 2 cores)",
           clips="synthetic clips to generate (0: the demo's default)")
-def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False) -> None:
+def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False,
+         speaker: str = "grid") -> None:
     """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export."""
-    _run_entrypoint("export.apps.demo", _flags(out=out, steps=steps or None, clips=clips or None, no_export=no_export))
+    _run_entrypoint("export.apps.demo", _flags(out=out, speaker=speaker, steps=steps or None, clips=clips or None,
+                                               no_export=no_export))
 
 
 @cli_task("export.freeze", out="folder for lip2wav_<target>.pb/.pbtxt/.json (default <run>/export); "
@@ -209,13 +211,14 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
 @cli_task("common.prep.preprocess", detector="face detector: haar, haar_alt2, dlib_hog or haar_alt2+dlib "
                                              "(`python -m export.tools.face_bench`)",
           workers="parallel clip workers")
-def preprocess(c: Context, speaker: str = "", videos: str = "", data: str = "data", preset: str = "",
-               hparams: str = "", detector: str = "", workers: int = 2, split: str = "") -> None:
+def preprocess(c: Context, speaker: str = "", videos: str = "", grid: str = "", data: str = "data",
+               preset: str = "", hparams: str = "", detector: str = "", workers: int = 2, split: str = "") -> None:
     """Videos -> face crops (JPEG), 16 kHz audio.wav and mels.npz per clip; resumable, with a report."""
-    if bool(speaker) == bool(videos):
-        raise Exit("pass exactly one of --speaker NAME or --videos DIR", code=2)
-    _run_entrypoint("common.prep.preprocess", _flags(speaker=speaker, videos=videos, data=data, workers=workers,
-                                                     preset=preset, hparams=hparams, detector=detector, split=split))
+    if sum(1 for source in (speaker, videos, grid) if source) != 1:
+        raise Exit("pass exactly one of --speaker NAME, --videos DIR or --grid DIR", code=2)
+    _run_entrypoint("common.prep.preprocess", _flags(speaker=speaker, videos=videos, grid=grid, data=data,
+                                                     workers=workers, preset=preset, hparams=hparams,
+                                                     detector=detector, split=split))
 
 
 @task(name="dataset-report", help={

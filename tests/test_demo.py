@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_shrunk_demo_runs_every_stage_and_summarises(tmp_path):
     out = str(tmp_path / "demo")
-    summary = demo.run_demo(out, steps=2, clips=5, seconds=1.5, checkpoint_every=2)
+    summary = demo.run_demo(out, steps=2, clips=5, seconds=1.5, checkpoint_every=2, speaker="astronaut")
     for key in ("wavs", "plots", "scores_csv", "scores_json", "run", "data", "report"):
         assert os.path.exists(summary[key]), key
     assert sorted(os.listdir(summary["wavs"])) == ["clip003.baseline.wav", "clip003.ceiling.wav", "clip003.wav",

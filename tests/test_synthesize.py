@@ -79,7 +79,7 @@ def test_input_shorter_than_one_window_is_padded_then_trimmed(untrained_run, syn
     frames, wav = synthetic.render_clip(3, synthetic_hp, seconds=0.5)
     clip = tmp_path / "short"
     clip.mkdir()
-    synthetic._write_clip(str(clip), frames, wav, synthetic_hp)
+    synthetic.write_clip(str(clip), frames, wav, synthetic_hp)
     assert len(frames) < synthetic_hp.T
     out = str(tmp_path / "short.wav")
     synthesize.synthesize(untrained_run, str(clip), out)

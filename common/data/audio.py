@@ -43,15 +43,20 @@ def load_wav(path, sample_rate, rescaling_max=0.9):
         wav, file_rate = sf.read(path, dtype="float64", always_2d=True)
     except RuntimeError as e:
         raise AudioError("cannot read %s (%s); convert it to WAV/FLAC first" % (path, str(e).splitlines()[0]))
-    wav = wav.mean(axis=1)
-    if file_rate != sample_rate:
-        div = gcd(int(file_rate), int(sample_rate))
-        wav = signal.resample_poly(wav, int(sample_rate) // div, int(file_rate) // div)
+    wav = resample(wav.mean(axis=1), file_rate, sample_rate)
     if rescaling_max is not None:
         peak = np.abs(wav).max() if wav.size else 0.0
         if peak > 0:
             wav = wav / peak * rescaling_max
     return wav.astype(np.float32)
+
+
+def resample(wav, from_rate, to_rate):
+    """``wav`` converted from ``from_rate`` to ``to_rate`` Hz with a polyphase filter (deterministic)."""
+    if from_rate == to_rate:
+        return wav
+    div = gcd(int(from_rate), int(to_rate))
+    return signal.resample_poly(wav, int(to_rate) // div, int(from_rate) // div)
 
 
 def save_wav(wav, path, sample_rate):

@@ -428,6 +428,8 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--speaker", help="preprocess DATA/<speaker>/intervals (after `invoke download`)")
     source.add_argument("--videos", help="preprocess every video below this folder into DATA/preprocessed")
+    source.add_argument("--grid", metavar="GRID_DIR",
+                        help="import the GRID corpus (<speaker>/<id>.mpg + alignments/<speaker>/<id>.align) into DATA")
     source.add_argument("--report", metavar="DATA_DIR", help="summarise a preprocessed data directory and exit")
     parser.add_argument("--data", default="data", help="data root (speaker mode) or data dir (--videos mode)")
     parser.add_argument("--preset", help="hparams preset: sets fps and img_size (default: the speaker's, else default)")
@@ -452,6 +454,9 @@ def _run_cli(args):
     faces.make_detector(args.detector)
     if args.speaker:
         report = preprocess_speaker(args.speaker, args.data, hp, opts, args.workers)
+    elif args.grid:
+        from common.prep import grid
+        report = grid.import_grid(args.grid, args.data, hp, opts, args.workers)
     else:
         report = run(folder_clips(args.videos), args.data, hp, opts, args.workers)
         if args.split:

@@ -1,4 +1,4 @@
-"""``python -m common.synthetic --out DIR``: write the embedded astronaut speaker (see astronaut.py)."""
+"""``python -m common.synthetic --out DIR [--speaker grid]``: write an embedded speaker (astronaut.py, grid.py)."""
 import sys
 
 from common.synthetic import astronaut

@@ -214,16 +214,27 @@ def _resonator(x, freqs, bandwidth, sample_rate):
 
 
 def _draw_frames(track, num_frames, fps, frame_size):
-    params = _sample(track, np.arange(num_frames) / float(fps))
+    return draw_mouths(_sample(track, np.arange(num_frames) / float(fps)), frame_size)
+
+
+def draw_mouths(params, frame_size):
+    """One frame per entry of params' arrays: opening and spread (0..1), optionally jaw and rounding.
+
+    The jaw drop lowers the mouth; rounding narrows it and thickens the lips (protrusion).
+    Without jaw and rounding the mouth is the formant speaker's.
+    """
+    num_frames = len(params["opening"])
+    jaw = params.get("jaw", np.zeros(num_frames))
+    rounding = params.get("rounding", np.zeros(num_frames))
     base = _neutral_face()
     cx, cy, mw = face_geometry()["mouth"]
     shift = 4
-    center = (int(round(cx * 2 ** shift)), int(round(cy * 2 ** shift)))
-    lip = 0.09 * mw
     frames = np.empty((num_frames, frame_size, frame_size, 3), np.uint8)
     for i in range(num_frames):
         img = base.copy()
-        half_w = 0.5 * mw * (0.75 + 0.45 * params["spread"][i])
+        center = (int(round(cx * 2 ** shift)), int(round((cy + 0.1 * mw * jaw[i]) * 2 ** shift)))
+        lip = 0.09 * mw * (1.0 + 0.6 * rounding[i])
+        half_w = 0.5 * mw * (0.75 + 0.45 * params["spread"][i]) * (1.0 - 0.3 * rounding[i])
         half_h = 0.5 * 0.45 * mw * params["opening"][i]
         outer = (int(round(half_w * 2 ** shift)), int(round((half_h + lip) * 2 ** shift)))
         cv2.ellipse(img, center, outer, 0, 0, 360, LIP_RGB, -1, cv2.LINE_AA, shift)
@@ -258,13 +269,14 @@ def crop_face(frames, hp):
     return np.stack([crops.cut(frame, box, hp.img_size) for frame in frames])
 
 
-def _frame_size_for(hp):
+def frame_size_for(hp):
     """Smallest frame (at least 160) whose face box is not upscaled to img_size."""
     side_at_512 = face_box(512)[2]
     return int(max(160, min(512, np.ceil(hp.img_size * 512.0 / side_at_512))))
 
 
-def _write_clip(folder, frames, wav, hp):
+def write_clip(folder, frames, wav, hp):
+    """Crops, audio.wav and mels.npz (from the 16-bit audio as stored) into ``folder``."""
     for i, crop in enumerate(crop_face(frames, hp)):
         crops.write(folder, i, crop)
     path = os.path.join(folder, "audio.wav")
@@ -285,7 +297,7 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
     root = os.path.join(data_dir, "preprocessed")
     if not os.path.isdir(root):
         os.makedirs(root)
-    frame_size = _frame_size_for(hp)
+    frame_size = frame_size_for(hp)
     ids = ["clip%03d" % i for i in range(num_clips)]
     for i, clip_id in enumerate(tqdm(ids, desc="synthetic speaker", unit="clip", disable=None)):
         final = os.path.join(root, clip_id)
@@ -293,30 +305,50 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
             continue
         with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:
             frames, wav = render_clip((seed * 1000003 + i) % 2 ** 32, hp, seconds, frame_size)
-            _write_clip(tmp, frames, wav, hp)
-    held_out = max(2, int(round(0.1 * num_clips)))
-    splits = {"train": ids[:num_clips - 2 * held_out], "val": ids[num_clips - 2 * held_out:num_clips - held_out],
-              "test": ids[num_clips - held_out:]}
-    for name, split_ids in splits.items():
-        atomic.write_text(os.path.join(data_dir, name + ".txt"), "".join(i + "\n" for i in split_ids))
+            write_clip(tmp, frames, wav, hp)
+    splits = write_splits(data_dir, ids)
     LOG.info("synthetic speaker: %d clips of %.1f s in %s (%s)", num_clips, seconds, data_dir,
              ", ".join("%s %d" % (k, len(v)) for k, v in sorted(splits.items())))
+    return splits
+
+
+def write_splits(data_dir, ids):
+    """train/val/test.txt: the last 10% (at least 2) of ``ids`` for test, the 10% before for val."""
+    held_out = max(2, int(round(0.1 * len(ids))))
+    splits = {"train": ids[:len(ids) - 2 * held_out], "val": ids[len(ids) - 2 * held_out:len(ids) - held_out],
+              "test": ids[len(ids) - held_out:]}
+    for name, split_ids in splits.items():
+        atomic.write_text(os.path.join(data_dir, name + ".txt"), "".join(i + "\n" for i in split_ids))
     return splits
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="data directory to write")
+    parser.add_argument("--speaker", default="astronaut", choices=("astronaut", "grid"),
+                        help="astronaut: formant vowels; grid: GRID-grammar sentences by espeak-ng (common/synthetic/grid.py)")
+    parser.add_argument("--layout", default="preprocessed", choices=("preprocessed", "corpus"),
+                        help="grid only: corpus writes GRID's own layout (videos + alignments) for `preprocess --grid`")
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--hparams", default="", help="overrides k=v,...")
     parser.add_argument("--clips", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per clip (default 4 astronaut, 3 grid)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     def body():
         hp = hparams_lib.resolve(args.preset, overrides=args.hparams)
-        make_speaker(args.out, hp, num_clips=args.clips, seconds=args.seconds, seed=args.seed)
+        if args.speaker == "astronaut":
+            if args.layout != "preprocessed":
+                raise SyntheticError("--layout corpus is for --speaker grid; drop --layout")
+            make_speaker(args.out, hp, num_clips=args.clips, seconds=args.seconds or 4.0, seed=args.seed)
+            return
+        from common.synthetic import grid
+        seconds = args.seconds or grid.DEFAULT_SECONDS
+        if args.layout == "corpus":
+            grid.write_corpus(args.out, hp, num_clips=args.clips, seconds=seconds, seed=args.seed)
+        else:
+            grid.make_speaker(args.out, hp, num_clips=args.clips, seconds=seconds, seed=args.seed)
     return cli.run(body)
 
 

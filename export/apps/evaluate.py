@@ -6,6 +6,10 @@ same length. The trivial baseline, the training set's mean mel (per band) repeat
 frame through the same vocoder, is scored the same way, so a model that learned nothing
 from the lips shows up as one that does not beat it.
 
+When every clip of the split has words (a GRID transcript.align, common/data/align.py), each
+system is also scored for words with the fixed recognizer of export/scoring/words.py (WER and
+per-slot accuracy), next to the ceiling: the true mel through the same Griffin-Lim.
+
     python -m export.apps.evaluate --checkpoint RUN --data DATA --split test --out DIR
 """
 import argparse
@@ -21,11 +25,13 @@ import numpy as np
 from tqdm import tqdm
 
 from common import cli
+from common.data import align
 from common.data import audio
 from common.data import dataset
 from common import atomic
 from export import graph
 from export.apps import synthesize as synth_lib
+from export.scoring import words as words_lib
 from common.errors import Lip2WavError
 from common.training import rundir
 
@@ -39,6 +45,12 @@ REFERENCE_SCORES = collections.OrderedDict([
     ("public checkpoint 324k (chess)", {"pesq": 1.387, "stoi": 0.350, "estoi": 0.240}),
     ("NPU port 360k (chess)", {"pesq": 1.385, "stoi": 0.409, "estoi": 0.285}),
 ])
+# GRID, a commercial recognizer; source: the Lip2Wav paper (Prajwal et al., CVPR 2020), GRID table, as quoted
+# in issue 15. Another data set and another recognizer than ours: shown apart, never compared row to row.
+GRID_REFERENCE_SCORES = collections.OrderedDict([
+    ("paper Lip2Wav (GRID, commercial ASR)", {"pesq": 1.772, "stoi": 0.731, "estoi": 0.535, "wer": 0.1408}),
+])
+WORD_SYSTEMS = ("model", "ceiling", "baseline", "truth")
 
 
 CEILING_DEFINITION = "the true mel through the same Griffin-Lim: the best this vocoder allows"
@@ -105,6 +117,9 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     hp, checkpoint_path = graph.resolve_checkpoint(checkpoint)
     index = dataset.ClipIndex(data_dir, split, hp)
     baseline_mel = mean_mel(data_dir, hp, baseline_split)
+    transcripts = clip_transcripts(index)
+    recognizer = words_lib.Recognizer() if transcripts else None
+    ceiling = ceiling or bool(transcripts)
     out_dir = out_dir or os.path.join(rundir.run_dir_of(checkpoint), "eval-%s" % split)
     try:
         for sub in (["wavs"] if save_wavs else []) + (["plots"] if plot else []) + [""]:
@@ -126,6 +141,8 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
             for system, wav in systems:
                 for metric, value in score(result.target_wav, wav, hp.sample_rate).items():
                     row["%s_%s" % (system, metric)] = value
+            if transcripts:
+                row.update(word_row(recognizer, dict(systems, truth=result.target_wav), hp.sample_rate))
             rows.append(row)
             if save_wavs:
                 name = clip.id.replace("/", "__")
@@ -149,11 +166,63 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
         summary["ceiling_definition"] = CEILING_DEFINITION
     summary["reference"] = REFERENCE_SCORES
     summary["reference_source"] = "/work/shared/reference/README.md (chess test set, Griffin-Lim)"
+    if transcripts:
+        summary.update(word_summary(rows, transcripts))
     summary["csv"] = os.path.join(out_dir, "scores.csv")
     summary["json"] = os.path.join(out_dir, "summary.json")
     _write_csv(summary["csv"], rows)
     atomic.write_json(summary["json"], summary, sort_keys=False)
     return summary
+
+
+def clip_transcripts(index):
+    """{clip id: words} when every clip of the index has a transcript (GRID data), else None."""
+    found = {clip.id: align.clip_words(clip.path) for clip in index.clips}
+    missing = [clip_id for clip_id, words in found.items() if words is None]
+    if missing and len(missing) < len(found):
+        LOG.warning("%d of %d clips have no %s (e.g. %s): no word scores", len(missing), len(found),
+                    align.TRANSCRIPT, missing[0])
+    return found if found and not missing else None
+
+
+def word_row(recognizer, wavs, sample_rate):
+    """One clip's recognised words per system (wavs: system name -> waveform, the WORD_SYSTEMS at least)."""
+    return collections.OrderedDict((system + "_words", " ".join(recognizer.recognize(wavs[system], sample_rate)))
+                                   for system in WORD_SYSTEMS)
+
+
+def word_summary(rows, transcripts):
+    """Summary entries of data with transcripts: WER / per-slot accuracy per system, the paper's GRID row."""
+    references = [transcripts[row["clip"]] for row in rows]
+    return collections.OrderedDict([
+        ("words", collections.OrderedDict(
+            (system, words_lib.word_scores(references, [r[system + "_words"].split() for r in rows]))
+            for system in WORD_SYSTEMS)),
+        ("words_definition", "pocketsphinx 5.1.1 en-us + GRID JSGF grammar (export/scoring/words.py); "
+                             "ceiling = true mel through the same Griffin-Lim; truth = the clip's audio.wav"),
+        ("grid_reference", GRID_REFERENCE_SCORES),
+    ])
+
+
+def format_word_table(summary):
+    """Data with transcripts: PESQ/STOI/ESTOI/WER/per-slot accuracy per system, then the paper's GRID row apart."""
+    slots = list(align.SLOTS)
+    header = "%-30s %6s %6s %6s %6s " % ("system (this data)", "PESQ", "STOI", "ESTOI", "WER") + " ".join(
+        "%6s" % slot[:6] for slot in slots)
+    lines = [header]
+    for system, label in (("model", "this model"), ("ceiling", "ceiling: true mel + G-L"),
+                          ("baseline", "mean-mel baseline"), ("truth", "recorded audio (no vocoder)")):
+        acoustic = summary.get(system)
+        words = summary["words"][system]
+        lines.append("%-30s %6s %6s %6s %6.3f " % (
+            label, *("%6.3f" % acoustic[m] if acoustic else "%6s" % "-" for m in ("pesq", "stoi", "estoi")),
+            words["wer"]) + " ".join("%6.3f" % words["slot_accuracy"][slot] for slot in slots))
+    lines += ["", "reference (another data set and recognizer; not comparable row to row):",
+              "%-40s %6s %6s %6s %6s" % ("system", "PESQ", "STOI", "ESTOI", "WER")]
+    for name, values in summary["grid_reference"].items():
+        lines.append("%-40s %6.3f %6.3f %6.3f %6.3f" % (name, values["pesq"], values["stoi"], values["estoi"],
+                                                         values["wer"]))
+    return "\n".join(lines)
 
 
 def _write_csv(path, rows):
@@ -202,6 +271,8 @@ def main(argv=None):
         summary = evaluate(args.checkpoint, args.data, args.split, args.out, args.target, args.batch_size,
                            args.plot, not args.no_wavs, ceiling=args.ceiling)
         print(format_table(summary))
+        if "words" in summary:
+            print("\n" + format_word_table(summary))
         print("per-clip scores: %s\nsummary: %s" % (summary["csv"], summary["json"]))
     return cli.run(body, level=logging.WARNING)
 
