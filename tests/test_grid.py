@@ -164,12 +164,12 @@ def test_grammar_names_every_word_once_per_slot():
 
 
 def test_grid_corpus_layout_imports_with_words_and_fixed_splits(tmp_path, hp):
-    from common.prep import grid as grid_import
+    from common.prep import grid, preprocess
     corpus = str(tmp_path / "GRID")
     ids = grid.write_corpus(corpus, hp, num_clips=2, seconds=3.0, seed=1, frame_size=160)
     assert sorted(os.listdir(os.path.join(corpus, "s1"))) == sorted(i + ".mp4" for i in ids)
     data = str(tmp_path / "data")
-    report = grid_import.import_grid(corpus, data, hp, workers=1)
+    report = preprocess.import_grid(corpus, data, hp, workers=1)
     assert sorted(report["kept"]) == sorted("s1/" + i for i in ids)
     for sentence in ids:
         folder = os.path.join(data, "preprocessed", "s1", sentence)
@@ -177,7 +177,7 @@ def test_grid_corpus_layout_imports_with_words_and_fixed_splits(tmp_path, hp):
         assert align.sentence_id(align.clip_words(folder)) == sentence
     with open(os.path.join(data, "train.txt")) as f:
         assert f.read().split() == sorted("s1/" + i for i in ids)
-    assert [grid_import.split_of(i) for i in range(10)] == ["train"] * 8 + ["val", "test"]
+    assert [grid.split_of(i) for i in range(10)] == ["train"] * 8 + ["val", "test"]
 
 
 def test_grid_folder_without_alignments_is_one_error_line(tmp_path, capsys):
@@ -206,8 +206,9 @@ def test_evaluate_reports_words_for_model_ceiling_baseline_and_truth(untrained_r
 
 
 def test_demo_defaults_to_the_grid_speaker_and_summarises_word_scores():
+    from common.synthetic import speakers
     from export.apps import demo
-    assert demo.build_parser().parse_args([]).speaker == "grid" and demo.SPEAKER_SECONDS["grid"] == 3.0
+    assert demo.build_parser().parse_args([]).speaker == "grid" and speakers.DEFAULT_SECONDS["grid"] == 3.0
     scores = {"wer": 0.4, "slot_accuracy": {}}
     summary = {"table": "", "model": {"stoi": 0.5}, "baseline": {"stoi": 0.4}, "beats_baseline_stoi": True,
                "words": {"model": scores, "baseline": dict(scores, wer=1.0), "ceiling": dict(scores, wer=0.125)},

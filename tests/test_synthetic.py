@@ -174,9 +174,10 @@ def test_make_speaker_is_deterministic_and_resumable(speaker, hp, tmp_path):
 
 
 def test_cli(tmp_path, capsys):
+    from common.synthetic import speakers
     out = str(tmp_path / "cli")
-    assert synthetic.main(["--out", out, "--clips", "5", "--seconds", "1", "--seed", "2"]) == 0
+    assert speakers.main(["--out", out, "--clips", "5", "--seconds", "1", "--seed", "2"]) == 0
     assert len(os.listdir(os.path.join(out, "preprocessed"))) == 5
-    assert synthetic.main(["--out", out, "--clips", "2"]) == 2
+    assert speakers.main(["--out", out, "--clips", "2"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
-    assert synthetic.main(["--out", out, "--preset", "nope"]) == 2
+    assert speakers.main(["--out", out, "--preset", "nope"]) == 2

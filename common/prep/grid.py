@@ -14,11 +14,16 @@ import os
 
 from common import atomic
 from common.data import align
-from common.prep import preprocess
+from common.errors import Lip2WavError
+from common.prep import video
 
 LOG = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mpg", ".mpeg") + preprocess.VIDEO_EXTENSIONS
+VIDEO_EXTENSIONS = (".mpg", ".mpeg") + video.VIDEO_EXTENSIONS
+
+
+class GridLayoutError(Lip2WavError, ValueError):
+    """A GRID folder that is not in the corpus layout; the message names the fix."""
 
 
 def _align_candidates(grid_dir, speaker, folder, stem):
@@ -31,7 +36,7 @@ def _align_candidates(grid_dir, speaker, folder, stem):
 def grid_clips(grid_dir):
     """[(clip id "<speaker>/<id>", video path, .align path)] of every GRID video that has an alignment."""
     if not os.path.isdir(grid_dir):
-        raise preprocess.PreprocessError("GRID folder %s does not exist; pass --grid DIR (the unpacked corpus)"
+        raise GridLayoutError("GRID folder %s does not exist; pass --grid DIR (the unpacked corpus)"
                                          % grid_dir)
     clips, unaligned = [], []
     for speaker in sorted(os.listdir(grid_dir)):
@@ -50,7 +55,7 @@ def grid_clips(grid_dir):
     if unaligned:
         LOG.warning("%d GRID videos have no .align and are skipped (e.g. %s)", len(unaligned), unaligned[0])
     if not clips:
-        raise preprocess.PreprocessError(
+        raise GridLayoutError(
             "no GRID video with an alignment under %s; expected <speaker>/<id>.mpg and "
             "alignments/<speaker>/<id>.align" % grid_dir)
     return clips
@@ -61,10 +66,9 @@ def split_of(position):
     return {8: "val", 9: "test"}.get(position % 10, "train")
 
 
-def import_grid(grid_dir, data_dir, hp, opts=None, workers=2):
-    """Preprocess GRID_DIR into DATA_DIR, copy each kept clip's words, write the splits; returns the report."""
-    clips = grid_clips(grid_dir)
-    report = preprocess.run([(clip_id, path) for clip_id, path, _ in clips], data_dir, hp, opts, workers)
+def attach_words(clips, data_dir):
+    """After preprocessing ``clips`` (from grid_clips) into DATA_DIR: copy each kept clip's words and write the
+    fixed splits; returns {split: clip count}."""
     splits = {"train": [], "val": [], "test": []}
     position = {}
     for clip_id, _, align_path in clips:
@@ -80,5 +84,4 @@ def import_grid(grid_dir, data_dir, hp, opts=None, workers=2):
         splits[split_of(index)].append(clip_id)
     for split, ids in splits.items():
         atomic.write_text(os.path.join(data_dir, split + ".txt"), "".join(i + "\n" for i in ids))
-    report["splits"] = {split: len(ids) for split, ids in splits.items()}
-    return report
+    return {split: len(ids) for split, ids in splits.items()}

@@ -29,6 +29,7 @@ from common.data import crops
 from common.data import dataset
 from common.data import timing
 from common.prep import faces
+from common.prep import grid
 from common.prep import video
 from common.errors import Lip2WavError
 
@@ -423,6 +424,14 @@ def dataset_report(data_dir, hp):
     return "\n".join(lines)
 
 
+def import_grid(grid_dir, data_dir, hp, opts=None, workers=2):
+    """Preprocess the GRID corpus in GRID_DIR into DATA_DIR with each kept clip's words; returns the report."""
+    clips = grid.grid_clips(grid_dir)
+    report = run([(clip_id, path) for clip_id, path, _ in clips], data_dir, hp, opts, workers)
+    report["splits"] = grid.attach_words(clips, data_dir)
+    return report
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.prep.preprocess", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -455,8 +464,7 @@ def _run_cli(args):
     if args.speaker:
         report = preprocess_speaker(args.speaker, args.data, hp, opts, args.workers)
     elif args.grid:
-        from common.prep import grid
-        report = grid.import_grid(args.grid, args.data, hp, opts, args.workers)
+        report = import_grid(args.grid, args.data, hp, opts, args.workers)
     else:
         report = run(folder_clips(args.videos), args.data, hp, opts, args.workers)
         if args.split:

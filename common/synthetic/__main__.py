@@ -1,6 +1,6 @@
-"""``python -m common.synthetic --out DIR [--speaker grid]``: write an embedded speaker (astronaut.py, grid.py)."""
+"""``python -m common.synthetic --out DIR``: write an embedded speaker (see speakers.py)."""
 import sys
 
-from common.synthetic import astronaut
+from common.synthetic import speakers
 
-sys.exit(astronaut.main())
+sys.exit(speakers.main())

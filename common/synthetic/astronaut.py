@@ -7,11 +7,9 @@ truly predicts the audio. N video frames at hp.fps pair with exactly
 round(N * sample_rate / fps) samples; frame i shows the articulation at time
 i / fps, the centre of mel frame common.data.timing.mel_start(i).
 """
-import argparse
 import functools
 import logging
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -19,13 +17,11 @@ from scipy import signal
 from scipy.ndimage import gaussian_filter1d
 from tqdm import tqdm
 
-from common import cli
 from common import atomic
 from common.data import audio
 from common.data import crops
 from common.data import timing
 from common.prep import faces
-from common.config import hparams as hparams_lib
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
@@ -320,37 +316,3 @@ def write_splits(data_dir, ids):
     for name, split_ids in splits.items():
         atomic.write_text(os.path.join(data_dir, name + ".txt"), "".join(i + "\n" for i in split_ids))
     return splits
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m common.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="data directory to write")
-    parser.add_argument("--speaker", default="astronaut", choices=("astronaut", "grid"),
-                        help="astronaut: formant vowels; grid: GRID-grammar sentences by espeak-ng (common/synthetic/grid.py)")
-    parser.add_argument("--layout", default="preprocessed", choices=("preprocessed", "corpus"),
-                        help="grid only: corpus writes GRID's own layout (videos + alignments) for `preprocess --grid`")
-    parser.add_argument("--preset", default="synthetic")
-    parser.add_argument("--hparams", default="", help="overrides k=v,...")
-    parser.add_argument("--clips", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=None, help="seconds per clip (default 4 astronaut, 3 grid)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    def body():
-        hp = hparams_lib.resolve(args.preset, overrides=args.hparams)
-        if args.speaker == "astronaut":
-            if args.layout != "preprocessed":
-                raise SyntheticError("--layout corpus is for --speaker grid; drop --layout")
-            make_speaker(args.out, hp, num_clips=args.clips, seconds=args.seconds or 4.0, seed=args.seed)
-            return
-        from common.synthetic import grid
-        seconds = args.seconds or grid.DEFAULT_SECONDS
-        if args.layout == "corpus":
-            grid.write_corpus(args.out, hp, num_clips=args.clips, seconds=seconds, seed=args.seed)
-        else:
-            grid.make_speaker(args.out, hp, num_clips=args.clips, seconds=seconds, seed=args.seed)
-    return cli.run(body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

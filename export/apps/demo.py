@@ -21,7 +21,7 @@ from common import cli
 from common import atomic
 from common import devices
 from common.config import hparams as hparams_lib
-from common.synthetic import astronaut as synthetic
+from common.synthetic import speakers
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
@@ -29,11 +29,8 @@ LOG = logging.getLogger(__name__)
 DEFAULT_STEPS = 1000
 DEFAULT_CLIPS = 40
 TRAIN_TREE = "gpu"
-# Embedded speakers and their clip length: common/synthetic/astronaut.py (formant vowels, 4 s) and grid.py
-# (GRID sentences, 3 s as GRID's clips). grid is the default: it trains in the same ~10 minutes and its words
-# make the scores say whether speech was recovered (WER 0.41 vs the baseline's 1.00 on 240 held-out words).
-SPEAKER_SECONDS = {"astronaut": 4.0, "grid": 3.0}
-SPEAKERS = tuple(sorted(SPEAKER_SECONDS))
+# grid is the default speaker (common/synthetic/speakers.py): it trains in the same ~10 minutes as the astronaut
+# and its words make the scores say whether speech was recovered (WER 0.41 vs the baseline's 1.00 on 240 words).
 DEFAULT_SPEAKER = "grid"
 
 
@@ -45,7 +42,7 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
              checkpoint_every=0, export_graphs=True, speaker=DEFAULT_SPEAKER):
     """Run every stage into ``out``; returns the summary dict (also written to out/demo_summary.json).
 
-    ``seconds`` per clip defaults to the speaker's (SPEAKER_SECONDS).
+    ``seconds`` per clip defaults to the speaker's (speakers.DEFAULT_SECONDS).
     """
     from export.apps import evaluate as evaluate_lib
     from export.apps import report as report_lib
@@ -55,10 +52,10 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
     data_dir, run_dir = os.path.join(out, "data"), os.path.join(out, "run")
     hp = hparams_lib.resolve("synthetic", overrides=hparams)
 
-    seconds = seconds or SPEAKER_SECONDS.get(speaker, 0.0)
+    seconds = seconds or speakers.DEFAULT_SECONDS[speaker]
     tick = time.time()
     try:
-        make_speaker(speaker)(data_dir, hp, num_clips=clips, seconds=seconds, seed=0)
+        speakers.make(data_dir, hp, speaker, clips=clips, seconds=seconds, seed=0)
     except OSError as exc:
         raise DemoError("cannot write the demo data into %s (%s); pass a writable --out" % (out, exc.strerror or exc))
     timings["data"] = time.time() - tick
@@ -113,16 +110,6 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
     return summary
 
 
-def make_speaker(speaker):
-    """The data writer of an embedded speaker (one of SPEAKERS)."""
-    if speaker == "grid":
-        from common.synthetic import grid
-        return grid.make_speaker
-    if speaker == "astronaut":
-        return synthetic.make_speaker
-    raise DemoError("unknown speaker %r; use one of %s" % (speaker, ", ".join(SPEAKERS)))
-
-
 def _export(run_dir, out_dir):
     """Frozen graphs for both targets; {target: .pb path}."""
     from export import freeze
@@ -165,9 +152,9 @@ def build_parser():
     parser.add_argument("--clips", type=int, default=DEFAULT_CLIPS, help="Synthetic clips (10%% val, 10%% test).")
     parser.add_argument("--seconds", type=float, default=None,
                         help="Seconds per synthetic clip (default: the speaker's, %s)." % ", ".join(
-                            "%s %.0f" % kv for kv in sorted(SPEAKER_SECONDS.items())))
+                            "%s %.0f" % kv for kv in sorted(speakers.DEFAULT_SECONDS.items())))
     parser.add_argument("--hparams", default="", help="Overrides of the synthetic preset, k=v,...")
-    parser.add_argument("--speaker", default=DEFAULT_SPEAKER, choices=SPEAKERS,
+    parser.add_argument("--speaker", default=DEFAULT_SPEAKER, choices=speakers.SPEAKERS,
                         help="Embedded speaker: astronaut (formant vowels) or grid (GRID sentences, adds WER).")
     parser.add_argument("--no-export", action="store_true", help="Skip freezing the inference graphs.")
     return parser
