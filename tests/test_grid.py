@@ -164,7 +164,7 @@ def test_grammar_names_every_word_once_per_slot():
 
 
 def test_grid_corpus_layout_imports_with_words_and_fixed_splits(tmp_path, hp):
-    from common.prep import grid, preprocess
+    from common.prep import grid as grid_layout, preprocess
     corpus = str(tmp_path / "GRID")
     ids = grid.write_corpus(corpus, hp, num_clips=2, seconds=3.0, seed=1, frame_size=160)
     assert sorted(os.listdir(os.path.join(corpus, "s1"))) == sorted(i + ".mp4" for i in ids)
@@ -177,7 +177,7 @@ def test_grid_corpus_layout_imports_with_words_and_fixed_splits(tmp_path, hp):
         assert align.sentence_id(align.clip_words(folder)) == sentence
     with open(os.path.join(data, "train.txt")) as f:
         assert f.read().split() == sorted("s1/" + i for i in ids)
-    assert [grid.split_of(i) for i in range(10)] == ["train"] * 8 + ["val", "test"]
+    assert [grid_layout.split_of(i) for i in range(10)] == ["train"] * 8 + ["val", "test"]
 
 
 def test_grid_folder_without_alignments_is_one_error_line(tmp_path, capsys):
@@ -212,6 +212,6 @@ def test_demo_defaults_to_the_grid_speaker_and_summarises_word_scores():
     scores = {"wer": 0.4, "slot_accuracy": {}}
     summary = {"table": "", "model": {"stoi": 0.5}, "baseline": {"stoi": 0.4}, "beats_baseline_stoi": True,
                "words": {"model": scores, "baseline": dict(scores, wer=1.0), "ceiling": dict(scores, wer=0.125)},
-               "wavs": "w", "plots": "p", "scores_csv": "c", "scores_json": "j", "run": "r", "exported": {},
+               "wavs": "w", "plots": "p", "report": "h", "scores_csv": "c", "scores_json": "j", "run": "r", "exported": {},
                "seconds": {"total": 1.0}}
     assert "model WER 0.400 vs mean-mel baseline WER 1.000 (ceiling 0.125" in demo.format_summary(summary)
