@@ -294,15 +294,16 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
     "target": "decode loop that runs the checkpoint: gpu or npu",
     "batch-size": "windows per forward pass",
     "plot": "also write a predicted-vs-true mel PNG per clip",
+    "align-ms": "also score the model after aligning its speech to the real audio within +-this many ms (0: off)",
 })
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
-             target: str = "gpu", batch_size: int = 8, plot: bool = False) -> None:
+             target: str = "gpu", batch_size: int = 8, plot: bool = False, align_ms: int = 200) -> None:
     """Score a checkpoint on a split (PESQ nb, STOI, ESTOI) next to the mean-mel baseline and the paper."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     argv = ["--checkpoint", checkpoint, "--data", data, "--split", split, "--target", target,
             "--batch-size", str(batch_size)] + (["--out", out] if out else []) + (["--plot"] if plot else [])
-    _run_entrypoint("export.apps.evaluate", argv)
+    _run_entrypoint("export.apps.evaluate", argv + ["--align-ms", str(align_ms)])
 
 
 @task(help={
@@ -364,9 +365,12 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
     "detector": "face detector: haar, haar_alt2, dlib_hog or haar_alt2+dlib (`python -m export.tools.face_bench`)",
     "workers": "parallel clip workers",
     "split": "with --videos: also write DATA/<split>.txt listing the preprocessed clips",
+    "fix-sync": "shift the audio of clips whose audio-video offset is confident and non-zero (before the mels)",
+    "max-offset": "drop clips still confidently more than N frames off after any fix (-1: keep all)",
 })
 def preprocess(c: Context, speaker: str = "", videos: str = "", data: str = "data", preset: str = "",
-               hparams: str = "", detector: str = "", workers: int = 2, split: str = "") -> None:
+               hparams: str = "", detector: str = "", workers: int = 2, split: str = "", fix_sync: bool = False,
+               max_offset: int = -1) -> None:
     """Videos -> face crops (JPEG), 16 kHz audio.wav and mels.npz per clip; resumable, with a report."""
     if bool(speaker) == bool(videos):
         raise Exit("pass exactly one of --speaker NAME or --videos DIR", code=2)
@@ -374,6 +378,7 @@ def preprocess(c: Context, speaker: str = "", videos: str = "", data: str = "dat
     for flag, value in (("--preset", preset), ("--hparams", hparams), ("--detector", detector), ("--split", split)):
         if value:
             argv += [flag, value]
+    argv += (["--fix-sync"] if fix_sync else []) + (["--max-offset", str(max_offset)] if max_offset >= 0 else [])
     _run_entrypoint("common.prep.preprocess", argv)
 
 
@@ -383,7 +388,7 @@ def preprocess(c: Context, speaker: str = "", videos: str = "", data: str = "dat
     "hparams": "hyperparameter overrides, k=v,k=v",
 })
 def dataset_report(c: Context, data: str = "", preset: str = "synthetic", hparams: str = "") -> None:
-    """Hours, clips, usable windows and missing frames per split (plus the last preprocessing run's drops)."""
+    """Hours, clips, usable windows, missing frames per split, the last run's drops, audio-video offset histogram."""
     if not data:
         raise Exit("pass --data DIR (a preprocessed data directory)", code=2)
     _run_entrypoint("common.prep.preprocess", ["--report", data, "--preset", preset, "--hparams", hparams])
