@@ -155,3 +155,18 @@ def test_aligned_scores_take_out_a_constant_lag(clips, hp):
     assert abs(row["lag_ms"] - 100.0) <= 12.5
     assert row["aligned_stoi"] > 0.95 > unaligned["stoi"] + 0.2
     assert evaluate.aligned_scores(wav, wav, hp.sample_rate, 200)["lag_ms"] == 0
+
+
+def test_evaluate_reports_aligned_and_unaligned_scores_side_by_side():
+    from export.apps import evaluate
+    rows = [{"model_" + m: 0.5 for m in evaluate.METRICS}, {"model_" + m: 0.3 for m in evaluate.METRICS}]
+    for row, lag in zip(rows, (-50.0, 100.0)):
+        row.update(("model_aligned_" + m, 0.7) for m in evaluate.METRICS)
+        row["model_lag_ms"] = lag
+    summary = {"split": "test", "clips": 2, "model": {m: 0.4 for m in evaluate.METRICS},
+               "baseline": {m: 0.1 for m in evaluate.METRICS}, "reference": {}}
+    summary.update(evaluate._aligned_summary(rows, 200))
+    assert summary["model_aligned"]["stoi"] == pytest.approx(0.7) and summary["mean_abs_lag_ms"] == 75.0
+    lines = evaluate.format_table(summary).splitlines()
+    assert lines[1].split()[-3:] == ["0.400"] * 3
+    assert lines[2].startswith("  aligned +-200 ms (|lag| 75 ms)") and lines[2].split()[-3:] == ["0.700"] * 3
