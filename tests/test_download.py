@@ -162,7 +162,8 @@ class _FailingYoutubeDL(object):
 # Messages as yt-dlp 2026.10.26 words them (extractor/youtube/_video.py, utils/_utils.py bug_reports_message).
 NO_RUNTIME = ("[youtube] abc: No supported JavaScript runtime could be found. Only deno is enabled by default; "
               "YouTube extraction without a JS runtime has been deprecated, and some formats may be missing.")
-NO_FORMATS = "ERROR: [youtube] abc: Requested format is not available. Use --list-formats for a list of available formats"
+NO_FORMATS = ("ERROR: [youtube] abc: Requested format is not available. Use --list-formats for a list of available "
+              "formats")
 OUTDATED = ("ERROR: [youtube] abc: Unable to extract yt initial data; please report this issue on "
             "https://github.com/yt-dlp/yt-dlp/issues?q= , filling out the appropriate issue template. "
             "Confirm you are on the latest version using  yt-dlp -U")

@@ -13,6 +13,9 @@ correlations at lags far outside the window, a null measured on the same clip (i
 rhythm, its own noise). Below MIN_CONFIDENCE, or with a still mouth, the clip gets no
 offset (None) instead of a guess.
 
+Cost: about 0.07 s of CPU for a 30 s clip of 32 px crops and 0.2 s at 96 px (half of it
+reading the JPEGs back), well under 1% of preprocessing the clip.
+
 Sign: offset k > 0 means the audio lags the video by k frames (a sound is heard k frames
 after the mouth makes it); ``shift_audio(wav, k, ...)`` takes it back.
 """
@@ -79,8 +82,9 @@ def estimate(crops, wav, sample_rate, fps, search=SEARCH_FRAMES):
     """Offset of ``wav`` against face crops uint8 [N, H, W, 3] (N frames at ``fps``): an Estimate."""
     crops = np.asarray(crops)
     n = len(crops)
-    if n - 1 < 2 * (search + NULL_MARGIN) + MIN_NULL_LAGS:
-        return Estimate(None, 0, 0.0, "too short: %d frames, need %d" % (n, 2 * (search + NULL_MARGIN) + MIN_NULL_LAGS + 1))
+    needed = 2 * (search + NULL_MARGIN) + MIN_NULL_LAGS + 1
+    if n < needed:
+        return Estimate(None, 0, 0.0, "too short: %d frames, need %d" % (n, needed))
     mouth = region_motion(crops, MOUTH_ROWS)
     if mouth.mean() < MIN_MOTION or mouth.std() == 0:
         return Estimate(None, 0, 0.0, "still mouth")
@@ -122,7 +126,9 @@ def read_crops(clip_dir):
     """The face crops ``<i>.jpg`` of a clip folder as uint8 [N, H, W, 3] RGB, in frame order."""
     numbers = sorted(int(name[:-4]) for name in os.listdir(clip_dir) if name.endswith(".jpg") and name[:-4].isdigit())
     frames = [cv2.imread(os.path.join(clip_dir, "%d.jpg" % i)) for i in numbers]
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]) if frames else np.zeros((0, 1, 1, 3), np.uint8)
+    if not frames:
+        return np.zeros((0, 1, 1, 3), np.uint8)
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
 
 
 def estimate_folder(clip_dir, hp):
