@@ -105,11 +105,14 @@ def test_fix_sync_restores_a_shifted_clips_mels(shifted_videos, hp, tmp_path):
 
 
 def test_max_offset_drops_clips_that_stay_off(shifted_videos, hp, tmp_path):
-    clips = [("clean", shifted_videos["clean"]), ("late", shifted_videos["late"])]
-    report = preprocess.run(clips, str(tmp_path), hp, preprocess.default_options(hp, max_offset=2), workers=1)
-    assert list(report["kept"]) == ["clean"]
-    assert report["dropped"]["late"]["reason"] == "out_of_sync"
-    assert "--fix-sync would shift it back" in report["dropped"]["late"]["message"]
+    with pytest.raises(preprocess.PreprocessError, match="all 1 clips were dropped"):
+        preprocess.run([("late", shifted_videos["late"])], str(tmp_path), hp,
+                       preprocess.default_options(hp, max_offset=2), workers=1)
+    with open(os.path.join(str(tmp_path), preprocess.REPORT)) as f:
+        dropped = json.load(f)["dropped"]
+    assert dropped["late"]["reason"] == "out_of_sync"
+    assert dropped["late"]["message"].startswith("audio is +5 frames off the video")
+    assert "--fix-sync would shift it back" in dropped["late"]["message"]
 
 
 @pytest.fixture(scope="module")
