@@ -150,13 +150,15 @@ def synthesize(c: Context, checkpoint: str = "", video: str = "", out: str = "sp
 
 @cli_task("export.apps.evaluate", "export.graph")
 def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "test", out: str = "",
-             target: str = "gpu", batch_size: int = 8, plot: bool = False, ceiling: bool = False) -> None:
-    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI; WER when clips have GRID words) next to the baseline,
-    then rewrite the run's report page (RUN_DIR/report.html)."""
+             target: str = "gpu", batch_size: int = 8, plot: bool = False, ceiling: bool = False,
+             align_ms: int = 200) -> None:
+    """Score a checkpoint on a split (PESQ nb, STOI, ESTOI, also after alignment; WER when clips have GRID words)
+    next to the baseline, then rewrite the run's report page (RUN_DIR/report.html)."""
     if not checkpoint or not data:
         raise Exit("pass --checkpoint RUN_DIR and --data DATA_DIR (e.g. demo/run and demo/data)", code=2)
     _run_entrypoint("export.apps.evaluate", _flags(checkpoint=checkpoint, data=data, split=split, target=target,
-                                                   batch_size=batch_size, out=out, plot=plot, ceiling=ceiling))
+                                                   batch_size=batch_size, out=out, plot=plot, ceiling=ceiling,
+                                                   align_ms=align_ms))
     run_dir = Path(rundir.run_dir_of(checkpoint))
     _run_entrypoint("export.apps.report", [str(run_dir), "--eval", out or str(run_dir / f"eval-{split}")])
 
@@ -210,15 +212,18 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
 
 @cli_task("common.prep.preprocess", detector="face detector: haar, haar_alt2, dlib_hog or haar_alt2+dlib "
                                              "(`python -m export.tools.face_bench`)",
-          workers="parallel clip workers")
+          workers="parallel clip workers",
+          max_offset="drop clips still confidently more than N frames off after any fix (-1: keep all)")
 def preprocess(c: Context, speaker: str = "", videos: str = "", grid: str = "", data: str = "data",
-               preset: str = "", hparams: str = "", detector: str = "", workers: int = 2, split: str = "") -> None:
+               preset: str = "", hparams: str = "", detector: str = "", workers: int = 2, split: str = "",
+               fix_sync: bool = False, max_offset: int = -1) -> None:
     """Videos -> face crops (JPEG), 16 kHz audio.wav and mels.npz per clip; resumable, with a report."""
     if sum(1 for source in (speaker, videos, grid) if source) != 1:
         raise Exit("pass exactly one of --speaker NAME, --videos DIR or --grid DIR", code=2)
     _run_entrypoint("common.prep.preprocess", _flags(speaker=speaker, videos=videos, grid=grid, data=data,
                                                      workers=workers, preset=preset, hparams=hparams,
-                                                     detector=detector, split=split))
+                                                     detector=detector, split=split, fix_sync=fix_sync,
+                                                     max_offset=max_offset if max_offset >= 0 else None))
 
 
 @task(name="dataset-report", help={
@@ -227,7 +232,7 @@ def preprocess(c: Context, speaker: str = "", videos: str = "", grid: str = "", 
     "hparams": "hyperparameter overrides, k=v,k=v",
 })
 def dataset_report(c: Context, data: str = "", preset: str = "synthetic", hparams: str = "") -> None:
-    """Hours, clips, usable windows and missing frames per split (plus the last preprocessing run's drops)."""
+    """Hours, clips, usable windows, missing frames per split, the last run's drops, audio-video offset histogram."""
     if not data:
         raise Exit("pass --data DIR (a preprocessed data directory)", code=2)
     _run_entrypoint("common.prep.preprocess", ["--report", data, "--preset", preset, "--hparams", hparams])

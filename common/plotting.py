@@ -46,3 +46,13 @@ def plot_losses(path, steps, losses, title="training loss"):
     ax.set_ylabel("loss")
     ax.set_title(title)
     _save(fig, path)
+
+
+def plot_histogram(path, counts, xlabel, ylabel):
+    """Bars of ``counts`` (value -> count), e.g. the clips' audio-video offsets."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(list(counts.keys()), list(counts.values()), width=0.8)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _save(fig, path)

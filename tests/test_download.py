@@ -134,3 +134,57 @@ def test_write_video_is_atomic_and_probe_reads_it(tmp_path):
     assert os.listdir(str(tmp_path)) == ["v.mp4"]
     with pytest.raises(video.VideoError, match="no such video"):
         video.probe(str(tmp_path / "absent.mp4"))
+
+
+class _FailingYoutubeDL(object):
+    """Stands in for yt_dlp.YoutubeDL: warns through the logger it was given, then fails like an extractor."""
+
+    def __init__(self, warning, error):
+        self.warning, self.error = warning, error
+
+    def __call__(self, options):
+        self.options = options
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def download(self, urls):
+        import yt_dlp
+        if self.warning:
+            self.options["logger"].warning(self.warning)
+        raise yt_dlp.utils.DownloadError(self.error)
+
+
+# Messages as yt-dlp 2026.10.26 words them (extractor/youtube/_video.py, utils/_utils.py bug_reports_message).
+NO_RUNTIME = ("[youtube] abc: No supported JavaScript runtime could be found. Only deno is enabled by default; "
+              "YouTube extraction without a JS runtime has been deprecated, and some formats may be missing.")
+NO_FORMATS = ("ERROR: [youtube] abc: Requested format is not available. Use --list-formats for a list of available "
+              "formats")
+OUTDATED = ("ERROR: [youtube] abc: Unable to extract yt initial data; please report this issue on "
+            "https://github.com/yt-dlp/yt-dlp/issues?q= , filling out the appropriate issue template. "
+            "Confirm you are on the latest version using  yt-dlp -U")
+
+
+@pytest.mark.parametrize("warning, error, expected", [
+    (NO_RUNTIME, NO_FORMATS, "the JavaScript runtime yt-dlp needs for YouTube is missing or failed: pip install"),
+    (None, OUTDATED, "yt-dlp %s could not extract the video and is likely out of date: pip install -U yt-dlp"),
+    (None, "ERROR: [youtube] abc: Video unavailable. This video is private", "[youtube] abc: Video unavailable."),
+])
+def test_extraction_failures_name_the_downloader_when_it_is_the_cause(tmp_path, monkeypatch, warning, error,
+                                                                      expected):
+    import yt_dlp
+    monkeypatch.setattr(yt_dlp, "YoutubeDL", _FailingYoutubeDL(warning, error))
+    with pytest.raises(download.DownloadError) as caught:
+        download.download_video("abc", str(tmp_path))
+    message = str(caught.value)
+    expected = expected % yt_dlp.version.__version__ if "%s" in expected else expected
+    assert message.startswith(expected) and "\n" not in message, message
+
+
+def test_the_javascript_runtime_yt_dlp_needs_is_installed(tmp_path):
+    runtime = download._ydl_options(str(tmp_path), "abc")["js_runtimes"]["deno"]["path"]
+    assert os.access(runtime, os.X_OK), runtime

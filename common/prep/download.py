@@ -28,6 +28,11 @@ SPEAKERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
 URL_TEMPLATE_ENV = "LIP2WAV_URL_TEMPLATE"
 CUT_SECONDS = 30.0
+# What yt-dlp prints when YouTube's JavaScript challenges went unsolved (no runtime, or no solver scripts).
+JS_RUNTIME_SIGNS = ("No supported JavaScript runtime", "challenge solving failed", "Signature solving failed",
+                    "JS runtime", "JavaScript runtime")
+# What yt-dlp prints when an extractor no longer matches the site (its bug-report text asks for `yt-dlp -U`).
+OUTDATED_SIGNS = ("yt-dlp -U", "on the latest version", "Unable to extract", "nsig extraction failed")
 
 
 class DownloadError(Lip2WavError, RuntimeError):
@@ -74,11 +79,40 @@ def _ydl_options(tmp_dir, vid):
         "retries": 3,
         "socket_timeout": 30,
         "logger": _YdlLogger(),
+        "js_runtimes": _js_runtimes(),
     }
 
 
+def _js_runtimes():
+    """The JavaScript runtime yt-dlp solves YouTube's challenges with: the `deno` package's binary when
+    installed (it is not necessarily on PATH), else yt-dlp's default (deno from PATH)."""
+    try:
+        import deno
+    except ImportError:
+        return {"deno": {}}
+    return {"deno": {"path": deno.find_deno_bin()}}
+
+
+def explain_failure(message, warnings=()):
+    """One line for a failed extraction that says when the downloader, not the video, is the problem."""
+    import yt_dlp
+    said = _one_line(message)
+    text = " ".join([message] + list(warnings))
+    if any(sign in text for sign in JS_RUNTIME_SIGNS):
+        return ("the JavaScript runtime yt-dlp needs for YouTube is missing or failed: pip install -r requirements.txt "
+                "(yt-dlp-ejs, deno); yt-dlp said: %s" % said)
+    if any(sign in text for sign in OUTDATED_SIGNS):
+        return ("yt-dlp %s could not extract the video and is likely out of date: pip install -U yt-dlp yt-dlp-ejs, "
+                "then rerun (it resumes); yt-dlp said: %s" % (yt_dlp.version.__version__, said))
+    return said
+
+
 class _YdlLogger(object):
-    """Route yt-dlp's messages to logging so they do not clutter the summary."""
+    """Route yt-dlp's messages to logging so they do not clutter the summary; keep the warnings,
+    which name a missing JavaScript runtime before the error does."""
+
+    def __init__(self):
+        self.warnings = []
 
     def debug(self, msg):
         LOG.debug("yt-dlp: %s", msg)
@@ -87,6 +121,7 @@ class _YdlLogger(object):
         LOG.debug("yt-dlp: %s", msg)
 
     def warning(self, msg):
+        self.warnings.append(msg)
         LOG.info("yt-dlp: %s", msg)
 
     def error(self, msg):
@@ -106,13 +141,14 @@ def download_video(vid, videos_dir, url_template=DEFAULT_URL_TEMPLATE):
     if not os.path.isdir(tmp_dir):
         os.makedirs(tmp_dir)
     url = url_template.format(id=vid)
+    options = _ydl_options(tmp_dir, vid)
     try:
-        with yt_dlp.YoutubeDL(_ydl_options(tmp_dir, vid)) as ydl:
+        with yt_dlp.YoutubeDL(options) as ydl:
             ydl.download([url])
     except yt_dlp.utils.DownloadError as exc:
         if not os.listdir(tmp_dir):
             os.rmdir(tmp_dir)
-        raise DownloadError(_one_line(str(exc)))
+        raise DownloadError(explain_failure(str(exc), options["logger"].warnings))
     done = [f for f in os.listdir(tmp_dir) if f.startswith(vid + ".") and not f.endswith((".part", ".ytdl"))
             and ".f" not in f[len(vid):]]
     if not done:

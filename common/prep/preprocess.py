@@ -52,13 +52,15 @@ class ClipFault(Exception):
 
 
 Options = collections.namedtuple(
-    "Options", "detector detect_max_side smooth_frames max_gap_seconds max_missing margin jpeg_quality min_frames")
+    "Options", "detector detect_max_side smooth_frames max_gap_seconds max_missing margin jpeg_quality min_frames "
+               "fix_sync max_offset")
 
 
 def default_options(hp, **overrides):
     """Preprocessing knobs."""
     values = dict(detector=faces.DEFAULT_DETECTOR, detect_max_side=640, smooth_frames=5, max_gap_seconds=0.5,
-                  max_missing=0.2, margin=crops.MARGIN, jpeg_quality=crops.JPEG_QUALITY, min_frames=hp.T)
+                  max_missing=0.2, margin=crops.MARGIN, jpeg_quality=crops.JPEG_QUALITY, min_frames=hp.T,
+                  fix_sync=False, max_offset=None)
     unknown = set(overrides) - set(values)
     if unknown:
         raise PreprocessError("unknown preprocessing option(s) %s" % ", ".join(sorted(unknown)))
@@ -189,7 +191,7 @@ def _build_clip(path, tmp, hp, opts, detector, require_audio):
     stats = {"frames": n, "no_face": n_missing, "seconds": timing.seconds(n, hp), "source_fps": info.fps,
              "size": [width, height]}
     if info.has_audio:
-        wav = wav[:timing.num_samples(n, hp)]
+        stats["sync"], wav = check_sync(tmp, wav, n, hp, opts)
         audio.save_wav(wav, wav_path, hp.sample_rate)
         stored = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
         mel = audio.melspectrogram(_rescale(stored, hp.rescaling_max), hp)
@@ -197,6 +199,34 @@ def _build_clip(path, tmp, hp, opts, detector, require_audio):
         stats["mel_frames"] = int(mel.shape[1])
     np.save(os.path.join(tmp, "boxes.npy"), np.concatenate([boxes_out, boxes[:, 4:5]], axis=1).astype(np.float32))
     return stats
+
+
+def check_sync(clip_dir, wav, n, hp, opts):
+    """Measure the clip's audio-video offset; returns (report record, the clip's n frames of audio).
+
+    With ``opts.fix_sync`` a confident non-zero offset is undone on the whole extracted
+    ``wav`` (so audio past the clip's end fills in) and measured again; ``opts.max_offset``
+    drops a clip whose confident offset, after any fix, is larger. A clip without a
+    confident offset is kept: nothing says it is off.
+    """
+    from common.prep import sync
+    samples_per_frame = hp.sample_rate / float(hp.fps)
+    length = timing.num_samples(n, hp)
+    mouth_frames = sync.read_crops(clip_dir)
+    found = sync.estimate(mouth_frames, wav[:length], hp.sample_rate, hp.fps)
+    record = sync.as_record(found)
+    residual = found.offset
+    if opts.fix_sync and found.offset:
+        fixed = sync.shift_audio(wav, found.offset, samples_per_frame, length)
+        record["shifted"] = found.offset
+        residual = sync.estimate(mouth_frames, fixed, hp.sample_rate, hp.fps).offset
+        record["residual"] = residual
+        wav = fixed
+    if opts.max_offset is not None and residual is not None and abs(residual) > opts.max_offset:
+        raise ClipFault("out_of_sync", "audio is %+d frames off the video (confidence %.1f), more than "
+                        "--max-offset %d%s" % (residual, found.confidence, opts.max_offset,
+                                               "" if opts.fix_sync else "; --fix-sync would shift it back"))
+    return record, wav[:length]
 
 
 def _rescale(wav, peak_to):
@@ -328,12 +358,24 @@ def run(clips, data_dir, hp, opts=None, workers=2):
     report["frames_per_cpu_second"] = frames / cpu if cpu > 0 else 0.0
     report["frames_without_face_filled"] = sum(s["no_face"] for s in report["kept"].values())
     report["dropped_by_reason"] = dict(collections.Counter(d["reason"] for d in report["dropped"].values()))
+    report["sync"] = sync_summary([s["sync"] for s in report["kept"].values() if "sync" in s])
     _write_json(os.path.join(data_dir, REPORT), report)
     if tasks and not report["kept"]:
         first = next(iter(report["dropped"].items()))
         raise PreprocessError("all %d clips were dropped (first: %s: %s); see %s" % (
             len(tasks), first[0], first[1]["message"], os.path.join(data_dir, REPORT)))
     return report
+
+
+def sync_summary(records):
+    """Run-level view of the clips' sync records: counts, confident-offset histogram, clips shifted."""
+    from common.prep import sync
+    offsets = [r["offset"] for r in records if r["offset"] is not None]
+    counts = sync.histogram(offsets)
+    return collections.OrderedDict([
+        ("measured", len(records)), ("unsure", len(records) - len(offsets)),
+        ("shifted", sum(1 for r in records if r.get("shifted"))),
+        ("histogram", collections.OrderedDict((str(k), v) for k, v in counts.items() if v))])
 
 
 def _record(report, result):
@@ -353,6 +395,11 @@ def format_report(report, limit=10):
     if report["frames"]:
         lines.append("frames without a face (boxes interpolated): %d (%.2f%%)" % (
             report["frames_without_face_filled"], 100.0 * report["frames_without_face_filled"] / report["frames"]))
+    sync_facts = report.get("sync")
+    if sync_facts and sync_facts["measured"]:
+        lines.append("audio-video offset: %d clips measured, %d unsure, %d shifted back; offsets %s" % (
+            sync_facts["measured"], sync_facts["unsure"], sync_facts["shifted"],
+            ", ".join("%+d: %d" % (int(k), v) for k, v in sync_facts["histogram"].items()) or "none confident"))
     if report["dropped"]:
         lines.append("dropped by reason: " + ", ".join("%s=%d" % kv for kv in sorted(report["dropped_by_reason"].items())))
         for clip_id, why in list(report["dropped"].items())[:limit]:
@@ -421,6 +468,7 @@ def dataset_report(data_dir, hp):
             len(last.get("kept", {})), len(last.get("dropped", {})),
             ", ".join("%s=%d" % kv for kv in sorted(last.get("dropped_by_reason", {}).items())) or "none",
             last.get("frames_without_face_filled", 0)))
+    lines.append(sync_report(data_dir, hp))
     return "\n".join(lines)
 
 
@@ -430,6 +478,44 @@ def import_grid(grid_dir, data_dir, hp, opts=None, workers=2):
     report = run([(clip_id, path) for clip_id, path, _ in clips], data_dir, hp, opts, workers)
     report["splits"] = grid.attach_words(clips, data_dir)
     return report
+
+
+SYNC_PLOT = "sync_offsets.png"
+
+
+def sync_report(data_dir, hp, splits=("train", "val", "test")):
+    """Offset histogram of the clips in the splits (text, and DATA/sync_offsets.png).
+
+    Offsets come from the last preprocessing report; clips it does not cover (the embedded
+    speakers, older runs) are measured now.
+    """
+    from tqdm import tqdm
+    from common import plotting
+    from common.data import dataset
+    from common.prep import sync
+    recorded = {}
+    path = os.path.join(data_dir, REPORT)
+    if os.path.isfile(path):
+        with open(path) as f:
+            recorded = {cid: s["sync"] for cid, s in json.load(f).get("kept", {}).items() if "sync" in s}
+    clips = {}
+    for split in splits:
+        try:
+            clips.update((clip.id, clip.path) for clip in dataset.ClipIndex(data_dir, split, hp).clips)
+        except dataset.DatasetError:
+            continue
+    offsets, unsure = [], 0
+    for clip_id, folder in tqdm(sorted(clips.items()), desc="sync", unit="clip", disable=None):
+        record = recorded.get(clip_id) or sync.as_record(sync.estimate_folder(folder, hp))
+        offset = record.get("residual", record["offset"])
+        if offset is None:
+            unsure += 1
+        else:
+            offsets.append(offset)
+    plot = os.path.join(data_dir, SYNC_PLOT)
+    plotting.plot_histogram(plot, sync.histogram(offsets), "audio-video offset (frames; > 0: audio lags)",
+                            "clips (%d unsure not shown)" % unsure)
+    return sync.format_histogram(offsets, unsure) + "\nplot: %s" % plot
 
 
 def main(argv=None):
@@ -448,6 +534,10 @@ def main(argv=None):
     parser.add_argument("--detect-max-side", type=int, default=640,
                         help="frames are downscaled to this longest side for face detection (faces under ~25 px there are missed)")
     parser.add_argument("--split", help="--videos mode: also write DATA/<split>.txt listing the kept clips")
+    parser.add_argument("--fix-sync", action="store_true",
+                        help="shift the audio of clips with a confident non-zero audio-video offset before the mels")
+    parser.add_argument("--max-offset", type=int, default=None, metavar="N",
+                        help="drop clips still confidently more than N frames off (after --fix-sync, if given)")
     args = parser.parse_args(argv)
     return cli.run(lambda: _run_cli(args))
 
@@ -459,7 +549,10 @@ def _run_cli(args):
     if args.report:
         print(dataset_report(args.report, hp))
         return
-    opts = default_options(hp, detector=args.detector, detect_max_side=args.detect_max_side)
+    if args.max_offset is not None and args.max_offset < 0:
+        raise PreprocessError("--max-offset %d is negative; pass 0 or more frames" % args.max_offset)
+    opts = default_options(hp, detector=args.detector, detect_max_side=args.detect_max_side, fix_sync=args.fix_sync,
+                           max_offset=args.max_offset)
     faces.make_detector(args.detector)
     if args.speaker:
         report = preprocess_speaker(args.speaker, args.data, hp, opts, args.workers)

@@ -89,6 +89,27 @@ def score(reference, degraded, sample_rate=SCORING_RATE):
                 "estoi": float(stoi(reference, degraded, sample_rate, extended=True))}
 
 
+ALIGN_MS = 200  # default lag window for the aligned scores: +-6 frames at 30 fps
+
+
+def aligned_scores(reference, degraded, sample_rate, max_lag_ms):
+    """Scores of ``degraded`` moved by the lag within +-max_lag_ms that best follows ``reference``.
+
+    A constant shift between generated and real speech lowers STOI for reasons the model
+    does not control (e.g. a source clip out of sync); these scores leave it out.
+    Returns an ordered dict: lag_ms (> 0: the generated speech was late) and aligned_<metric>.
+    """
+    from common.prep import sync
+    lag = sync.lag_between(reference, degraded, sample_rate, max_lag_ms / 1000.0)
+    if lag >= 0:
+        reference, degraded = reference[:len(reference) - lag], degraded[lag:]
+    else:
+        reference, degraded = reference[-lag:], degraded[:len(degraded) + lag]
+    row = collections.OrderedDict([("lag_ms", 1000.0 * lag / sample_rate)])
+    row.update(("aligned_" + metric, value) for metric, value in score(reference, degraded, sample_rate).items())
+    return row
+
+
 def mean_mel(data_dir, hp, split="train"):
     """The mean normalised mel of every frame of every clip of ``split``, per band: [num_mels]."""
     index = dataset.ClipIndex(data_dir, split, hp)
@@ -107,7 +128,7 @@ def _mean(values):
 
 
 def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", batch_size=8, plot=False,
-             save_wavs=True, baseline_split="train", ceiling=False):
+             save_wavs=True, baseline_split="train", ceiling=False, align_ms=ALIGN_MS):
     """Synthesise and score every clip of ``split``; write per-clip CSV and summary JSON into ``out_dir``.
 
     Returns the summary dict: per-system means ({"model": {...}, "baseline": {...}}, and "ceiling",
@@ -143,6 +164,9 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
                     row["%s_%s" % (system, metric)] = value
             if transcripts:
                 row.update(word_row(recognizer, dict(systems, truth=result.target_wav), hp.sample_rate))
+            if align_ms > 0:
+                row.update(("model_" + k, v) for k, v in aligned_scores(result.target_wav, result.wav, hp.sample_rate,
+                                                                         align_ms).items())
             rows.append(row)
             if save_wavs:
                 name = clip.id.replace("/", "__")
@@ -168,6 +192,8 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     summary["reference_source"] = "/work/shared/reference/README.md (chess test set, Griffin-Lim)"
     if transcripts:
         summary.update(word_summary(rows, transcripts))
+    if align_ms > 0:
+        summary.update(_aligned_summary(rows, align_ms))
     summary["csv"] = os.path.join(out_dir, "scores.csv")
     summary["json"] = os.path.join(out_dir, "summary.json")
     _write_csv(summary["csv"], rows)
@@ -225,6 +251,14 @@ def format_word_table(summary):
     return "\n".join(lines)
 
 
+def _aligned_summary(rows, align_ms):
+    """Means of the aligned scores and of the absolute lag found, for the summary."""
+    return collections.OrderedDict([
+        ("model_aligned", {m: _mean([r["model_aligned_" + m] for r in rows]) for m in METRICS}),
+        ("align_window_ms", align_ms),
+        ("mean_abs_lag_ms", _mean([abs(r["model_lag_ms"]) for r in rows]))])
+
+
 def _write_csv(path, rows):
     with atomic.replacing(path) as tmp:
         with open(tmp, "w", newline="") as f:
@@ -238,8 +272,11 @@ def format_table(summary):
     """The means, then the reference rows under their own heading: they were scored on another data set."""
     row = "%-34s %7.3f %7.3f %7.3f"
     lines = ["%-34s %7s %7s %7s" % ("system (this data set)", "PESQ", "STOI", "ESTOI")]
-    own = [("this model (%s, %d clips)" % (summary["split"], summary["clips"]), summary["model"]),
-           ("mean-mel baseline", summary["baseline"])]
+    own = [("this model (%s, %d clips)" % (summary["split"], summary["clips"]), summary["model"])]
+    if "model_aligned" in summary:
+        own.append(("  aligned +-%d ms (|lag| %.0f ms)" % (summary["align_window_ms"], summary["mean_abs_lag_ms"]),
+                    summary["model_aligned"]))
+    own.append(("mean-mel baseline", summary["baseline"]))
     if "ceiling" in summary:
         own.append(("true mel through the vocoder", summary["ceiling"]))
     for name, values in own:
@@ -260,6 +297,9 @@ def build_parser():
     parser.add_argument("--no-wavs", action="store_true", help="Do not keep the synthesised wavs.")
     parser.add_argument("--ceiling", action="store_true",
                         help="Also score the true mel through the same vocoder (the best Griffin-Lim allows).")
+    parser.add_argument("--align-ms", type=int, default=ALIGN_MS,
+                        help="Also score the model after aligning its speech to the real one within +-this many "
+                             "ms (0: off).")
     return parser
 
 
@@ -269,7 +309,7 @@ def main(argv=None):
 
     def body():
         summary = evaluate(args.checkpoint, args.data, args.split, args.out, args.target, args.batch_size,
-                           args.plot, not args.no_wavs, ceiling=args.ceiling)
+                           args.plot, not args.no_wavs, ceiling=args.ceiling, align_ms=args.align_ms)
         print(format_table(summary))
         if "words" in summary:
             print("\n" + format_word_table(summary))
