@@ -12,7 +12,8 @@ from common.tf_compat import tf
 from export.batching import run_in_batches
 from gpu_training.decoder import dynamic_decode_loop
 from npu_training.decoder import static_decode_loop
-from common.errors import Lip2WavError
+from common.training import checkpoints
+from common.training.checkpoints import CheckpointError
 
 INPUT_NAME = "face_windows"
 OUTPUT_NAME = "mel_outputs"
@@ -20,25 +21,10 @@ ALIGNMENT_NAME = "alignments"
 DECODE_LOOPS = {"gpu": dynamic_decode_loop, "npu": static_decode_loop}
 
 
-class CheckpointError(Lip2WavError, ValueError):
-    """A checkpoint that is missing or does not fit; the message names the fix."""
-
-
 def resolve_checkpoint(run_or_checkpoint):
-    """A run directory or a checkpoint prefix -> (hparams, checkpoint prefix)."""
-    path = run_or_checkpoint.rstrip("/")
-    if os.path.isdir(path):
-        run_dir = path
-        checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-        if checkpoint is None:
-            raise CheckpointError("%s holds no checkpoint; train first (invoke train) or pass a "
-                                  "model.ckpt-N prefix" % path)
-    else:
-        if not os.path.isfile(path + ".index"):
-            raise CheckpointError("checkpoint %s does not exist; pass a run directory or a model.ckpt-N prefix"
-                                  % path)
-        checkpoint = path
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    """A run directory (its newest intact checkpoint, wherever the run was trained) or a verified
+    checkpoint prefix -> (hparams, checkpoint prefix)."""
+    run_dir, checkpoint = checkpoints.resolve(run_or_checkpoint)
     hparams_path = os.path.join(run_dir, "hparams.json")
     if not os.path.isfile(hparams_path):
         raise CheckpointError("no hparams.json in %s; a checkpoint needs the run directory it was trained in"
