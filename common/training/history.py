@@ -131,8 +131,10 @@ class Segment(object):
 
 
 def whole_run(run_dir, segments):
-    """Run-wide figures from all segments and the cleaned log (every surviving logged step)."""
-    logged = [r["sec_per_step"] for r in read_log(run_dir) if "sec_per_step" in r]
+    """Run-wide figures from all segments and the cleaned log (every surviving logged step but each
+    segment's first, which includes graph warm-up)."""
+    warm_up = set(segment["first_step"] for segment in segments)
+    logged = [r["sec_per_step"] for r in read_log(run_dir) if "sec_per_step" in r and r["step"] not in warm_up]
     skipped, quarantined = {}, {}
     for segment in segments:
         for reason, count in segment["windows_skipped"].items():
