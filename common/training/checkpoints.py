@@ -76,22 +76,28 @@ def problem(prefix):
 def newest_intact(checkpoint_dir, quarantine=False):
     """The newest checkpoint that verifies, or None; each skipped one is logged with its reason.
 
-    With ``quarantine`` (the trainer, the only writer), skipped checkpoints are moved to
-    ``corrupt/`` so retention and the state file no longer see them; readers leave them in place.
+    With ``quarantine`` (the trainer, the only writer), checkpoints skipped in favour of an intact one
+    are moved to ``corrupt/`` so retention and the state file no longer see them; readers leave them.
     """
+    skipped = []
     for prefix in reversed(list_checkpoints(checkpoint_dir)):
         why = problem(prefix)
         if why is None:
+            if quarantine and skipped:
+                _move_aside(checkpoint_dir, skipped)
             return prefix
-        if quarantine:
-            moved_to = os.path.join(checkpoint_dir, CORRUPT_DIR)
-            os.makedirs(moved_to, exist_ok=True)
-            for path in checkpoint_files(prefix):
-                os.replace(path, os.path.join(moved_to, os.path.basename(path)))
-            LOG.warning("skipped damaged checkpoint %s (%s); moved it to %s", prefix, why, moved_to)
-        else:
-            LOG.warning("skipped damaged checkpoint %s (%s); using an older one", prefix, why)
+        LOG.warning("skipped damaged checkpoint %s (%s)%s", prefix, why,
+                    "; moving it to %s" % os.path.join(checkpoint_dir, CORRUPT_DIR) if quarantine else "")
+        skipped.append(prefix)
     return None
+
+
+def _move_aside(checkpoint_dir, prefixes):
+    moved_to = os.path.join(checkpoint_dir, CORRUPT_DIR)
+    os.makedirs(moved_to, exist_ok=True)
+    for prefix in prefixes:
+        for path in checkpoint_files(prefix):
+            os.replace(path, os.path.join(moved_to, os.path.basename(path)))
 
 
 def remove_partial_writes(checkpoint_dir):

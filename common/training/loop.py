@@ -52,14 +52,6 @@ class TrainingError(Lip2WavError, RuntimeError):
     """A run that cannot start or continue; the message names the fix."""
 
 
-class StopRequested(Exception):
-    """Raised in the main thread by a stop signal's handler, between two steps."""
-
-    def __init__(self, signum):
-        Exception.__init__(self, signal.Signals(signum).name)
-        self.signum = signum
-
-
 class TrainingStopped(TrainingError):
     """Training stopped by a signal; exit code 128 + signal number, after the checkpoint was saved."""
 
@@ -192,24 +184,28 @@ def _save_plots(run_dir, step, values):
                             title="step %d" % step)
 
 
+class StopFlag(object):
+    """Set by a stop signal; the loop looks at it between steps, so a step and its log line are never cut apart."""
+
+    def __init__(self):
+        self.signum = None
+
+    def handle(self, signum, _frame):
+        if self.signum is None:
+            LOG.info("%s received: stopping after this step", signal.Signals(signum).name)
+            self.signum = signum
+
+
 @contextlib.contextmanager
 def _stop_signals():
-    """While training, STOP_SIGNALS raise StopRequested once (a repeat is ignored while the checkpoint is saved)."""
+    """A StopFlag that STOP_SIGNALS set while training (handlers exist only in the main thread)."""
+    flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield flag
         return
-    received = []
-
-    def handler(signum, _frame):
-        if received:
-            LOG.warning("%s again: still saving the checkpoint", signal.Signals(signum).name)
-            return
-        received.append(signum)
-        raise StopRequested(signum)
-
-    previous = dict((signum, signal.signal(signum, handler)) for signum in STOP_SIGNALS)
+    previous = dict((signum, signal.signal(signum, flag.handle)) for signum in STOP_SIGNALS)
     try:
-        yield
+        yield flag
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
@@ -232,7 +228,8 @@ def _restorable_checkpoint(run_dir):
     except OSError as error:
         raise _filesystem_error(error, checkpoint_dir, 0)
     if checkpoint is None and checkpoints.list_checkpoints(checkpoint_dir):
-        raise TrainingError("no checkpoint in %s could be read; move it away to start over" % checkpoint_dir)
+        raise TrainingError("every checkpoint in %s is damaged; restore them from a backup, or move the folder away "
+                            "to train from step 0" % checkpoint_dir)
     return checkpoint
 
 
@@ -271,15 +268,11 @@ def _save_checkpoint(graph, sess, run, step, ended="running"):
 
 def train(backend, args):
     """Train to --steps; a stop signal saves a checkpoint and raises TrainingStopped."""
-    with _stop_signals():
-        try:
-            return _train(backend, args)
-        except StopRequested as stop:
-            raise TrainingStopped("stopped by %s before the first step; nothing to save, rerun the same command "
-                                  "to start" % stop, stop.signum)
+    with _stop_signals() as stop:
+        return _train(backend, args, stop)
 
 
-def _train(backend, args):
+def _train(backend, args, stop):
     check_flags(args)
     hp = resolve_run_hparams(args)
     checkpoint = _restorable_checkpoint(args.run_dir)
@@ -309,28 +302,33 @@ def _train(backend, args):
         progress = tqdm(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
                         dynamic_ncols=True, disable=None)
         try:
-            while step < args.steps:
+            while step < args.steps and stop.signum is None:
                 step = _train_step(graph, sess, run, writer, progress, step)
+            if stop.signum is not None:
+                raise _stopped(graph, sess, run, step, stop.signum)
             summary = (run.write_summary(graph, step, "finished") if step % args.checkpoint_every == 0
                        else _save_checkpoint(graph, sess, run, step, "finished"))
-        except (StopRequested, KeyboardInterrupt) as stop:
-            raise _stopped(graph, sess, run, getattr(stop, "signum", signal.SIGINT))
+            history_lib.plot_losses(args.run_dir)
         except OSError as error:
             raise _filesystem_error(error, args.run_dir, graph.checkpoint_bytes)
         finally:
             progress.close()
             graph.feeder.stop()
             writer.close()
-    history_lib.plot_losses(args.run_dir)
     LOG.info("run summary: %s", json.dumps(summary, sort_keys=True))
     return summary
 
 
-def _stopped(graph, sess, run, signum):
+def _stopped(graph, sess, run, step, signum):
     """Save the step reached and say so; the error the stop signal turns into."""
-    step = int(sess.run(graph.global_step))
     name = signal.Signals(signum).name
-    _save_checkpoint(graph, sess, run, step, "stopped by %s" % name)
+    if step == 0:
+        return TrainingStopped("stopped by %s before the first step; nothing to save, rerun the same command to "
+                               "start" % name, signum)
+    if step % run.args.checkpoint_every:
+        _save_checkpoint(graph, sess, run, step, "stopped by %s" % name)
+    else:
+        run.write_summary(graph, step, "stopped by %s" % name)
     history_lib.plot_losses(run.args.run_dir)
     return TrainingStopped("stopped by %s at step %d; checkpoint saved, rerun the same command to resume"
                            % (name, step), signum)
