@@ -23,8 +23,9 @@ STATE_FILE = "checkpoint"
 CORRUPT_DIR = "corrupt"
 DEFAULT_KEEP = 5
 _INDEX = re.compile(r"^%s-(\d+)\.index$" % re.escape(CHECKPOINT_NAME))
-# What a failed or killed TF save leaves: data shards without an index, and the <prefix>_temp* folder.
-_PARTIAL = re.compile(r"^%s-(\d+)(_temp.*|\.data-\d+-of-\d+|\.meta|\.index)$" % re.escape(CHECKPOINT_NAME))
+# Any file of a checkpoint, including what a failed or killed save leaves (shards without an index, a
+# <prefix>_temp* folder).
+_CHECKPOINT_FILE = re.compile(r"^%s-(\d+)(_temp.*|\.data-\d+-of-\d+|\.meta|\.index)$" % re.escape(CHECKPOINT_NAME))
 
 
 class CheckpointError(Lip2WavError, ValueError):
@@ -53,7 +54,7 @@ def checkpoint_files(prefix):
     folder, step = os.path.dirname(prefix), str(checkpoint_step(prefix))
     if not os.path.isdir(folder):
         return []
-    matches = ((name, _PARTIAL.match(name)) for name in sorted(os.listdir(folder)))
+    matches = ((name, _CHECKPOINT_FILE.match(name)) for name in sorted(os.listdir(folder)))
     return [os.path.join(folder, name) for name, match in matches if match and match.group(1) == step]
 
 
@@ -106,7 +107,7 @@ def remove_partial_writes(checkpoint_dir):
         return
     complete = set(str(checkpoint_step(p)) for p in list_checkpoints(checkpoint_dir))
     for name in sorted(os.listdir(checkpoint_dir)):
-        match = _PARTIAL.match(name)
+        match = _CHECKPOINT_FILE.match(name)
         if match and (match.group(2).startswith("_temp") or match.group(1) not in complete):
             path = os.path.join(checkpoint_dir, name)
             LOG.info("removing %s, left by an interrupted checkpoint write", path)
@@ -162,16 +163,23 @@ def save(saver, session, checkpoint_dir, step, keep=DEFAULT_KEEP, estimate_bytes
     prefix = os.path.join(checkpoint_dir, "%s-%d" % (CHECKPOINT_NAME, step))
     try:
         saver.save(session, os.path.join(checkpoint_dir, CHECKPOINT_NAME), global_step=step, write_state=False)
-        prune(checkpoint_dir, keep)
-        write_state(checkpoint_dir)
     except (tf.errors.OpError, OSError) as error:
         for path in checkpoint_files(prefix):
             _remove(path)
-        if is_disk_full(error):
-            raise disk_full_error(checkpoint_dir, needed)
-        raise CheckpointError("cannot write checkpoint %s (%s); check that the run directory is writable"
-                              % (prefix, str(error).splitlines()[0]))
+        raise _write_error(error, prefix, needed)
+    try:
+        prune(checkpoint_dir, keep)
+        write_state(checkpoint_dir)
+    except OSError as error:  # the checkpoint itself is complete: keep it, it is found by scanning
+        raise _write_error(error, os.path.join(checkpoint_dir, STATE_FILE), needed)
     return prefix
+
+
+def _write_error(error, path, needed_bytes):
+    if is_disk_full(error):
+        return disk_full_error(os.path.dirname(path), needed_bytes)
+    return CheckpointError("cannot write %s (%s); check that the run directory is writable"
+                           % (path, str(error).splitlines()[0]))
 
 
 def resolve(run_or_checkpoint):

@@ -325,10 +325,11 @@ def _stopped(graph, sess, run, step, signum):
     if step == 0:
         return TrainingStopped("stopped by %s before the first step; nothing to save, rerun the same command to "
                                "start" % name, signum)
-    if step % run.args.checkpoint_every:
-        _save_checkpoint(graph, sess, run, step, "stopped by %s" % name)
-    else:
+    newest = latest_checkpoint(run.args.run_dir)
+    if newest and checkpoint_step(newest) == step:
         run.write_summary(graph, step, "stopped by %s" % name)
+    else:
+        _save_checkpoint(graph, sess, run, step, "stopped by %s" % name)
     history_lib.plot_losses(run.args.run_dir)
     return TrainingStopped("stopped by %s at step %d; checkpoint saved, rerun the same command to resume"
                            % (name, step), signum)
