@@ -303,7 +303,7 @@ def test_read_only_run_dir_fails_in_one_line(synthetic_data, tmp_path, capsys):
     try:
         code, _, err = run_entrypoint(capsys, gpu_train.main, "--data", synthetic_data, "--run-dir", str(run_dir),
                                       "--steps", "1")
-        assert code == 2 and "cannot write %s" % run_dir in error_line(err)
+        assert code == 2 and "cannot write %s (" % run_dir in error_line(err)
         assert "make the run directory writable or pass another --run-dir" in error_line(err)
     finally:
         if mounted.returncode == 0:

@@ -239,6 +239,9 @@ def _prepare_run_dir(run_dir, hp, restored_step):
         for sub in ("checkpoints", "plots"):
             os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
         atomic.remove_quietly(atomic.temp_path(os.path.join(run_dir, "probe")))
+    except OSError as error:  # named as the run directory, not the probe file
+        raise _filesystem_error(OSError(error.errno, error.strerror, run_dir), run_dir, 0)
+    try:
         hp.save(os.path.join(run_dir, "hparams.json"))
         history_lib.truncate_log(run_dir, restored_step)
     except OSError as error:
