@@ -87,8 +87,7 @@ def newest_intact(checkpoint_dir, quarantine=False):
             if quarantine and skipped:
                 _move_aside(checkpoint_dir, skipped)
             return prefix
-        LOG.warning("skipped damaged checkpoint %s (%s)%s", prefix, why,
-                    "; moving it to %s" % os.path.join(checkpoint_dir, CORRUPT_DIR) if quarantine else "")
+        LOG.warning("skipped damaged checkpoint %s (%s)", prefix, why)
         skipped.append(prefix)
     return None
 
@@ -99,6 +98,7 @@ def _move_aside(checkpoint_dir, prefixes):
     for prefix in prefixes:
         for path in checkpoint_files(prefix):
             os.replace(path, os.path.join(moved_to, os.path.basename(path)))
+        LOG.warning("moved damaged checkpoint %s to %s", os.path.basename(prefix), moved_to)
 
 
 def remove_partial_writes(checkpoint_dir):
