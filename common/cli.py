@@ -16,12 +16,13 @@ def quiet_warnings():
 
 
 def run(body, level=logging.INFO):
-    """Call body() and return the process exit code: its own (0 when None), or 2 after a Lip2WavError."""
+    """Call body() and return the process exit code: its own (0 when None), or after a Lip2WavError its
+    ``exit_code`` (2 unless the error sets one, e.g. 143 for training stopped by SIGTERM)."""
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     quiet_warnings()
     try:
         code = body()
     except Lip2WavError as error:
         sys.stderr.write("error: %s\n" % error)
-        return 2
+        return getattr(error, "exit_code", 2)
     return code or 0

@@ -58,6 +58,8 @@ fi
 export NUMBA_CACHE_DIR="${NUMBA_CACHE_DIR:-$HOME/.cache/numba}"
 export MPLCONFIGDIR="${MPLCONFIGDIR:-$HOME/.cache/matplotlib}"
 
+# Every command below is exec'd: the Python process replaces this shell, so the SIGTERM of `docker stop` or a
+# scheduler reaches it directly (training then saves a checkpoint and exits 143).
 command="${1:-help}"
 case "$command" in
     help|-h|--help)

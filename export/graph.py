@@ -12,33 +12,20 @@ from common.data import windows
 from common.model import network as model_lib
 from common.tf_compat import tf
 from export.batching import SessionRunner, run_in_batches
+from common.training import checkpoints
 from common.training import rundir
+from common.training.checkpoints import CheckpointError
 from export import trees
-from common.errors import Lip2WavError
 
 INPUT_NAME = "face_windows"
 OUTPUT_NAME = "mel_outputs"
 ALIGNMENT_NAME = "alignments"
 
 
-class CheckpointError(Lip2WavError, ValueError):
-    """A checkpoint that is missing or does not fit; the message names the fix."""
-
-
 def resolve_checkpoint(run_or_checkpoint):
-    """A run directory or a checkpoint prefix -> (hparams, checkpoint prefix)."""
-    path = run_or_checkpoint.rstrip("/")
-    if os.path.isdir(path):
-        checkpoint = tf.train.latest_checkpoint(os.path.join(path, rundir.CHECKPOINTS))
-        if checkpoint is None:
-            raise CheckpointError("%s holds no checkpoint; train first (invoke train) or pass a "
-                                  "model.ckpt-N prefix" % path)
-    else:
-        if not os.path.isfile(path + ".index"):
-            raise CheckpointError("checkpoint %s does not exist; pass a run directory or a model.ckpt-N prefix"
-                                  % path)
-        checkpoint = path
-    run_dir = rundir.run_dir_of(path)
+    """A run directory (its newest intact checkpoint, wherever the run was trained) or a verified
+    checkpoint prefix -> (hparams, checkpoint prefix)."""
+    run_dir, checkpoint = checkpoints.resolve(run_or_checkpoint)
     hparams_path = os.path.join(run_dir, rundir.HPARAMS)
     if not os.path.isfile(hparams_path):
         raise CheckpointError("no hparams.json in %s; a checkpoint needs the run directory it was trained in"

@@ -131,6 +131,39 @@ def test_emulated_training_writes_host_owned_checkpoints(images, synthetic_data,
     written = [p for p in run_dir.rglob("*") if p.is_file()]
     assert any(p.name.endswith(".index") for p in written), written
     assert {p.stat().st_uid for p in written} == {os.getuid()}
+    # The image saw the run at /workspace/run; the host exports it from wherever it lives.
+    assert launch.CONTAINER_RUN not in (run_dir / "checkpoints" / "checkpoint").read_text()
+    from export import freeze
+    manifest = freeze.freeze(str(run_dir), str(tmp_path / "frozen"), target=target)
+    assert manifest["checkpoint"] == str(run_dir / "checkpoints" / "model.ckpt-2")
+
+
+@requires_engine
+def test_docker_stop_saves_a_checkpoint_and_exits_143(images, synthetic_data, tmp_path):
+    """SIGTERM from `docker stop` reaches the trainer through the entrypoint's exec chain."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    argv = launch.train_args(launch.CONTAINER_DATA, launch.CONTAINER_RUN, "synthetic", "tacotron_batch_size=2",
+                             1000, 1000) + ["--log-every", "1", "--workers", "1"]
+    kwargs = launch.docker_run_kwargs("gpu", launch.IMAGES["gpu"], synthetic_data, run_dir, [0], True, os.getuid(),
+                                      os.getgid(), ["train"] + argv)
+    container = images.containers.create(**kwargs)
+    try:
+        container.start()
+        log = run_dir / "train_log.jsonl"
+        deadline = time.monotonic() + 1800
+        while not (log.is_file() and log.read_text().count("\n") >= 1):
+            container.reload()
+            assert container.status == "running" and time.monotonic() < deadline, container.logs()[-4000:]
+            time.sleep(1)
+        container.stop(timeout=120)
+        status = container.wait()["StatusCode"]
+        output = container.logs().decode()
+        assert status == 143, output[-4000:]
+        assert "stopped by SIGTERM at step" in output
+        assert list((run_dir / "checkpoints").glob("model.ckpt-*.index")), output[-4000:]
+    finally:
+        container.remove(force=True)
 
 
 class _FakeContainer:

@@ -147,7 +147,8 @@ def run_tree(tree, data, run_dir, steps):
     assert TREES[tree].main(argv) == 0
     with open(os.path.join(run_dir, "run_summary.json")) as f:
         summary = json.load(f)
-    assert summary["device_tree"] == tree and summary["first_step"] == steps - 1 and summary["last_step"] == steps
+    assert summary["device_tree"] == tree and summary["first_step"] == 1 and summary["last_step"] == steps
+    assert summary["segments"][-1]["first_step"] == steps - 1
     assert training.checkpoint_step(training.latest_checkpoint(run_dir)) == steps
     return summary, layout(run_dir)
 

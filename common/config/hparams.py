@@ -20,69 +20,101 @@ class HParamsError(Lip2WavError, ValueError):
     """A preset, key or value that cannot be used; the message names the fix."""
 
 
-# name -> (default, description). Grouped by section; defaults are the reference values.
+class Range(object):
+    """The values a number may take (both ends optional, each inclusive or not); lists are checked per element."""
+
+    def __init__(self, low=None, high=None, low_inclusive=True, high_inclusive=True):
+        self.low, self.high = low, high
+        self.low_inclusive, self.high_inclusive = low_inclusive, high_inclusive
+
+    def contains(self, value):
+        if isinstance(value, list):
+            return all(self.contains(v) for v in value)
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        return self.high is None or value < self.high or (value == self.high and self.high_inclusive)
+
+    def __str__(self):
+        return "%s%s, %s%s" % ("[" if self.low_inclusive and self.low is not None else "(",
+                               "-inf" if self.low is None else self.low,
+                               "inf" if self.high is None else self.high,
+                               "]" if self.high_inclusive and self.high is not None else ")")
+
+
+COUNT = Range(1)
+NON_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_inclusive=False)
+NEGATIVE = Range(high=0, high_inclusive=False)
+UNIT = Range(0, 1)
+FRACTION = Range(0, 1, high_inclusive=False)
+SHARE = Range(0, 1, low_inclusive=False)
+
+# name -> (default, description[, Range of meaningful values]). Grouped by section; defaults are the
+# reference values. A value outside its Range (batch size 0, T=-5, a rate of 1.5) is refused before
+# TensorFlow sees it.
 DECLARED = {
     # Audio
-    "sample_rate": (16000, "Audio sample rate in Hz."),
-    "num_mels": (80, "Mel bands per spectrogram frame."),
-    "n_fft": (800, "FFT size in samples."),
-    "hop_size": (200, "Hop between STFT frames in samples (200 at 16 kHz = 80 mel frames/s)."),
-    "win_size": (800, "STFT window length in samples."),
-    "fmin": (55, "Lowest mel filter frequency in Hz."),
-    "fmax": (7600, "Highest mel filter frequency in Hz."),
-    "preemphasis": (0.97, "Pre-emphasis filter coefficient."),
+    "sample_rate": (16000, "Audio sample rate in Hz.", COUNT),
+    "num_mels": (80, "Mel bands per spectrogram frame.", COUNT),
+    "n_fft": (800, "FFT size in samples.", COUNT),
+    "hop_size": (200, "Hop between STFT frames in samples (200 at 16 kHz = 80 mel frames/s).", COUNT),
+    "win_size": (800, "STFT window length in samples.", COUNT),
+    "fmin": (55, "Lowest mel filter frequency in Hz.", NON_NEGATIVE),
+    "fmax": (7600, "Highest mel filter frequency in Hz.", POSITIVE),
+    "preemphasis": (0.97, "Pre-emphasis filter coefficient.", UNIT),
     "preemphasize": (True, "Apply pre-emphasis before the STFT (and de-emphasis after Griffin-Lim)."),
-    "rescaling_max": (0.9, "Peak amplitude waveforms are rescaled to on load."),
-    "min_level_db": (-100, "Floor of the dB scale before normalisation."),
+    "rescaling_max": (0.9, "Peak amplitude waveforms are rescaled to on load.", SHARE),
+    "min_level_db": (-100, "Floor of the dB scale before normalisation.", NEGATIVE),
     "ref_level_db": (20, "Reference level subtracted from the dB spectrogram."),
-    "max_abs_value": (4.0, "Mels are normalised to [-max_abs_value, max_abs_value]."),
+    "max_abs_value": (4.0, "Mels are normalised to [-max_abs_value, max_abs_value].", POSITIVE),
     "symmetric_mels": (True, "Normalise mels symmetrically around 0 (else to [0, max_abs_value])."),
-    "power": (1.5, "Magnitude power applied before Griffin-Lim."),
-    "griffin_lim_iters": (60, "Griffin-Lim iterations."),
+    "power": (1.5, "Magnitude power applied before Griffin-Lim.", POSITIVE),
+    "griffin_lim_iters": (60, "Griffin-Lim iterations.", COUNT),
     # Video and windows
-    "fps": (30, "Video frame rate the crops are sampled at."),
-    "img_size": (96, "Side of the square RGB face crop in pixels."),
-    "T": (90, "Face frames per input window."),
-    "mel_step_size": (240, "Mel frames per target window (T / fps seconds at 80 frames/s)."),
-    "overlap": (15, "Frames shared by consecutive windows when a long video is synthesised."),
-    "mel_overlap": (40, "Mel frames crossfaded between consecutive synthesised windows."),
+    "fps": (30, "Video frame rate the crops are sampled at.", COUNT),
+    "img_size": (96, "Side of the square RGB face crop in pixels.", COUNT),
+    "T": (90, "Face frames per input window.", COUNT),
+    "mel_step_size": (240, "Mel frames per target window (T / fps seconds at 80 frames/s).", COUNT),
+    "overlap": (15, "Frames shared by consecutive windows when a long video is synthesised.", NON_NEGATIVE),
+    "mel_overlap": (40, "Mel frames crossfaded between consecutive synthesised windows.", NON_NEGATIVE),
     # Encoder
-    "enc_conv_num_blocks": (5, "3D-conv blocks; each halves height and width."),
-    "enc_conv_num_layers": (3, "Conv layers per block: one strided, the rest residual."),
-    "enc_conv_kernel_size": ([5, 3, 3], "3D-conv kernel (time, height, width)."),
-    "num_init_filters": (24, "Filters of the first block; doubled every block."),
-    "encoder_lstm_units": (384, "Units per direction of the encoder BiLSTM."),
-    "zoneout_rate": (0.1, "Zoneout probability of every LSTM cell and hidden state."),
-    "speaker_embedding_dim": (256, "Size of the speaker embedding concatenated to encoder outputs."),
+    "enc_conv_num_blocks": (5, "3D-conv blocks; each halves height and width.", COUNT),
+    "enc_conv_num_layers": (3, "Conv layers per block: one strided, the rest residual.", COUNT),
+    "enc_conv_kernel_size": ([5, 3, 3], "3D-conv kernel (time, height, width).", COUNT),
+    "num_init_filters": (24, "Filters of the first block; doubled every block.", COUNT),
+    "encoder_lstm_units": (384, "Units per direction of the encoder BiLSTM.", COUNT),
+    "zoneout_rate": (0.1, "Zoneout probability of every LSTM cell and hidden state.", FRACTION),
+    "speaker_embedding_dim": (256, "Size of the speaker embedding concatenated to encoder outputs.", COUNT),
     # Decoder
-    "outputs_per_step": (2, "Mel frames emitted per decoder step."),
-    "prenet_layers": ([256, 256], "Widths of the prenet dense layers."),
-    "dropout_rate": (0.5, "Prenet dropout rate, applied in training and inference."),
-    "attention_dim": (128, "Location-sensitive attention depth."),
-    "attention_filters": (32, "Location features: conv filters over cumulative weights."),
-    "attention_kernel": (31, "Location features: conv kernel width."),
-    "decoder_layers": (2, "Decoder LSTM layers."),
-    "decoder_lstm_units": (1024, "Units per decoder LSTM layer."),
-    "postnet_num_layers": (5, "Postnet conv1d layers."),
-    "postnet_kernel_size": (5, "Postnet conv1d kernel width."),
-    "postnet_channels": (512, "Postnet conv1d channels."),
+    "outputs_per_step": (2, "Mel frames emitted per decoder step.", COUNT),
+    "prenet_layers": ([256, 256], "Widths of the prenet dense layers.", COUNT),
+    "dropout_rate": (0.5, "Prenet dropout rate, applied in training and inference.", FRACTION),
+    "attention_dim": (128, "Location-sensitive attention depth.", COUNT),
+    "attention_filters": (32, "Location features: conv filters over cumulative weights.", COUNT),
+    "attention_kernel": (31, "Location features: conv kernel width.", COUNT),
+    "decoder_layers": (2, "Decoder LSTM layers.", COUNT),
+    "decoder_lstm_units": (1024, "Units per decoder LSTM layer.", COUNT),
+    "postnet_num_layers": (5, "Postnet conv1d layers.", COUNT),
+    "postnet_kernel_size": (5, "Postnet conv1d kernel width.", COUNT),
+    "postnet_channels": (512, "Postnet conv1d channels.", COUNT),
     # Training
-    "tacotron_batch_size": (24, "Windows per training batch."),
-    "tacotron_random_seed": (5339, "Seed of the graph's random ops and of window sampling."),
-    "tacotron_initial_learning_rate": (1e-3, "Adam learning rate before decay."),
-    "tacotron_start_decay": (150000, "Step at which exponential learning-rate decay starts."),
-    "tacotron_decay_steps": (50000, "Steps over which the learning rate falls by tacotron_decay_rate."),
-    "tacotron_decay_rate": (0.5, "Learning-rate decay factor per tacotron_decay_steps."),
-    "tacotron_final_learning_rate": (1e-5, "Learning-rate floor."),
-    "tacotron_adam_beta1": (0.9, "Adam beta1."),
-    "tacotron_adam_beta2": (0.999, "Adam beta2."),
-    "tacotron_adam_epsilon": (1e-6, "Adam epsilon."),
-    "tacotron_reg_weight": (1e-7, "L2 regularisation weight on non-bias, non-norm weights."),
-    "tacotron_clip_norm": (1.0, "Global gradient-norm clip."),
-    "tacotron_teacher_forcing_init_ratio": (1.0, "Teacher-forcing ratio before the decay starts."),
-    "tacotron_teacher_forcing_final_ratio": (0.0, "Teacher-forcing ratio after the decay ends."),
-    "tacotron_teacher_forcing_start_decay": (10000, "Step at which the cosine teacher-forcing decay starts."),
-    "tacotron_teacher_forcing_decay_steps": (40000, "Steps of the cosine teacher-forcing decay."),
+    "tacotron_batch_size": (24, "Windows per training batch.", COUNT),
+    "tacotron_random_seed": (5339, "Seed of the graph's random ops and of window sampling.", NON_NEGATIVE),
+    "tacotron_initial_learning_rate": (1e-3, "Adam learning rate before decay.", POSITIVE),
+    "tacotron_start_decay": (150000, "Step at which exponential learning-rate decay starts.", NON_NEGATIVE),
+    "tacotron_decay_steps": (50000, "Steps over which the learning rate falls by tacotron_decay_rate.", COUNT),
+    "tacotron_decay_rate": (0.5, "Learning-rate decay factor per tacotron_decay_steps.", SHARE),
+    "tacotron_final_learning_rate": (1e-5, "Learning-rate floor.", POSITIVE),
+    "tacotron_adam_beta1": (0.9, "Adam beta1.", FRACTION),
+    "tacotron_adam_beta2": (0.999, "Adam beta2.", FRACTION),
+    "tacotron_adam_epsilon": (1e-6, "Adam epsilon.", POSITIVE),
+    "tacotron_reg_weight": (1e-7, "L2 regularisation weight on non-bias, non-norm weights.", NON_NEGATIVE),
+    "tacotron_clip_norm": (1.0, "Global gradient-norm clip.", POSITIVE),
+    "tacotron_teacher_forcing_init_ratio": (1.0, "Teacher-forcing ratio before the decay starts.", UNIT),
+    "tacotron_teacher_forcing_final_ratio": (0.0, "Teacher-forcing ratio after the decay ends.", UNIT),
+    "tacotron_teacher_forcing_start_decay": (10000, "Step at which the cosine teacher-forcing decay starts.",
+                                             NON_NEGATIVE),
+    "tacotron_teacher_forcing_decay_steps": (40000, "Steps of the cosine teacher-forcing decay.", COUNT),
     "speaker": ("", "Name of the speaker the preset was made for (informational)."),
 }
 
@@ -120,6 +152,40 @@ SYNTHETIC_OVERRIDES = {
 }
 
 
+# Limits that involve two keys: (holds(values), what is wrong and the fix).
+CONSTRAINTS = (
+    (lambda v: v["overlap"] < v["T"], "overlap must be smaller than T"),
+    (lambda v: v["mel_overlap"] < v["mel_step_size"], "mel_overlap must be smaller than mel_step_size"),
+    (lambda v: v["mel_step_size"] % v["outputs_per_step"] == 0,
+     "mel_step_size must be a multiple of outputs_per_step (the decoder emits outputs_per_step frames a step)"),
+    (lambda v: v["img_size"] >= 2 ** v["enc_conv_num_blocks"],
+     "img_size must be at least 2**enc_conv_num_blocks (each encoder block halves the crop)"),
+    (lambda v: v["win_size"] <= v["n_fft"], "win_size must not exceed n_fft"),
+    (lambda v: v["fmin"] < v["fmax"] <= v["sample_rate"] / 2.0, "need fmin < fmax <= sample_rate / 2"),
+)
+
+
+def declared_default(key):
+    return DECLARED[key][0]
+
+
+def limit(key):
+    """The Range declared for ``key``, or None when any value of its type is meaningful."""
+    return DECLARED[key][2] if len(DECLARED[key]) > 2 else None
+
+
+def _check_limits(values, where):
+    for key in sorted(values):
+        allowed = limit(key)
+        if allowed is not None and not allowed.contains(values[key]):
+            raise HParamsError("%s: %s=%r is outside %s; pass a value in range, e.g. --hparams %s=%r"
+                               % (where, key, values[key], allowed, key, declared_default(key)))
+    for holds, message in CONSTRAINTS:
+        if not holds(values):
+            raise HParamsError("%s: %s; fix it with --hparams" % (where, message))
+    return values
+
+
 class HParams(object):
     """A resolved, frozen set of hyperparameters with attribute access."""
 
@@ -145,7 +211,7 @@ class HParams(object):
         return dict(self._values)
 
     def replace(self, **overrides):
-        return HParams(_apply(self._values, overrides, "replace"))
+        return HParams(_check_limits(_apply(self._values, overrides, "replace"), "replace"))
 
     @property
     def max_iters(self):
@@ -157,7 +223,14 @@ class HParams(object):
         return float(self.sample_rate) / self.hop_size
 
     def save(self, path):
-        """Write hparams.json atomically (temp file, then rename)."""
+        """Write hparams.json atomically; an identical file is left alone (nothing to write on a full disk)."""
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    if json.load(f) == self._values:
+                        return
+            except ValueError:
+                pass
         atomic.write_json(path, self._values)
 
 
@@ -249,28 +322,45 @@ def resolve(preset="default", json_path=None, overrides=""):
     presets = _registry()
     if preset not in presets:
         raise HParamsError("unknown preset %r; choose one of: %s" % (preset, ", ".join(sorted(presets))))
-    values = {key: default for key, (default, _) in DECLARED.items()}
-    values = _apply(values, presets[preset], "preset %s" % preset)
+    values = _apply(_defaults(), presets[preset], "preset %s" % preset)
     LOG.info("hparams: preset %s", preset)
     if json_path:
         if not os.path.isfile(json_path):
             raise HParamsError("hparams file %s does not exist" % json_path)
-        with open(json_path) as f:
-            values = _apply(values, json.load(f), json_path)
+        values = _apply(values, _read_json_object(json_path, "write it as one JSON object like {\"T\": 30}"),
+                        json_path)
         LOG.info("hparams: applied %s", json_path)
     if isinstance(overrides, str):
         overrides = parse_overrides(overrides)
     values = _apply(values, overrides, "--hparams")
     if overrides:
         LOG.info("hparams: overrides %s", ", ".join("%s=%r" % kv for kv in sorted(overrides.items())))
-    return HParams(values)
+    return HParams(_check_limits(values, "preset %s with overrides" % preset))
+
+
+def _defaults():
+    return dict((key, entry[0]) for key, entry in DECLARED.items())
+
+
+def _read_json_object(path, fix):
+    """The JSON object in ``path``; a file that is not one is an HParamsError naming it and ``fix``."""
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except (IOError, OSError) as error:
+        raise HParamsError("cannot read %s (%s); %s" % (path, error.strerror or error, fix))
+    except ValueError as error:
+        raise HParamsError("%s is not valid JSON (%s); %s" % (path, error, fix))
+    if not isinstance(payload, dict):
+        raise HParamsError("%s holds a JSON %s, not an object of hyperparameters; %s"
+                           % (path, type(payload).__name__, fix))
+    return payload
 
 
 def load(path):
     """Restore the exact set a run was trained with."""
     if not os.path.isfile(path):
         raise HParamsError("%s does not exist; is this a run directory?" % path)
-    with open(path) as f:
-        saved = json.load(f)
-    values = {key: default for key, (default, _) in DECLARED.items()}
-    return HParams(_apply(values, saved, path))
+    saved = _read_json_object(path, "restore it from a backup or start a new run directory (its checkpoints need "
+                                    "the exact hyperparameters they were trained with)")
+    return HParams(_check_limits(_apply(_defaults(), saved, path), path))

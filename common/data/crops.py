@@ -10,8 +10,16 @@ import os
 import cv2
 import numpy as np
 
+from common.errors import Lip2WavError
+
 MARGIN = 0.1  # crop = detected face box grown by this fraction per side
 JPEG_QUALITY = 95
+JPEG_START = b"\xff\xd8"
+JPEG_END = b"\xff\xd9"
+
+
+class TruncatedCropError(Lip2WavError, ValueError):
+    """A crop whose JPEG stops before its end marker (cv2 would silently decode the part it has)."""
 
 
 def crop_boxes(boxes, margin, width, height):
@@ -51,12 +59,27 @@ def write(folder, number, rgb, quality=JPEG_QUALITY):
         raise OSError("could not write %s" % target)
 
 
-def read(folder, number, size):
+def read(folder, number, size, strict=False):
     """Crop ``number`` as uint8 RGB [size, size, 3], or None if missing or undecodable.
 
-    A crop written at another img_size is resized by the same rule that cut it.
+    A crop written at another img_size is resized by the same rule that cut it. A truncated
+    JPEG is None too, or, with ``strict``, a TruncatedCropError (training quarantines its clip).
     """
-    image = cv2.imread(path(folder, number), cv2.IMREAD_COLOR)
+    target = path(folder, number)
+    try:
+        data = np.fromfile(target, dtype=np.uint8)
+    except (IOError, OSError):
+        return None
+    if truncated(data):
+        if strict:
+            raise TruncatedCropError("%s is truncated (no JPEG end marker)" % target)
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         return None
     return cv2.cvtColor(resize(image, size), cv2.COLOR_BGR2RGB)
+
+
+def truncated(data):
+    """True for JPEG bytes without the end-of-image marker."""
+    return data[:2].tobytes() == JPEG_START and not data[-64:].tobytes().rstrip(b"\x00\r\n ").endswith(JPEG_END)

@@ -7,9 +7,11 @@ crops (0-based), ``audio.wav`` and ``mels.npz`` (key ``spec``, ``[num_mels, fram
 A window is ``T`` frames from frame ``s`` and ``mel_step_size`` mel frames from
 ``timing.mel_start(s)``; crops are read by common.data.crops. Training samples windows at random
 (as the original did) and skips, with a count per reason, those that run past the end or lack a
-crop. Batches are built by background threads because JPEG decoding dominates and cv2 releases
-the GIL; every failure in a thread is re-raised in the consumer so a bad clip can never hang or
-silently kill training.
+crop. A clip whose data turns out corrupt when first read (a damaged mels.npz payload, non-finite
+mels, a truncated JPEG) is quarantined: its windows are skipped and counted from then on, and only
+when the share of such windows passes ``max_bad_share`` does training stop. Batches are built by
+background threads because JPEG decoding dominates and cv2 releases the GIL; every failure in a
+thread is re-raised in the consumer so a bad clip can never hang or silently kill training.
 """
 import bisect
 import collections
@@ -33,13 +35,22 @@ AUDIO = "audio.wav"
 SPLITS = ("train", "val", "test")
 MAKE_DATA_HINT = ("make one with `python -m common.synthetic --out DIR` "
                   "or preprocess videos with `invoke preprocess`")
-SKIP_REASONS = ("short_frames", "short_mels", "missing_frames", "unreadable_frames")
+SKIP_REASONS = ("short_frames", "short_mels", "missing_frames", "unreadable_frames", "corrupt_clip")
 # Consecutive rejected windows after which sampling gives up instead of spinning forever.
 MAX_REJECTIONS = 10000
+# Training stops when more than this share of sampled windows falls on quarantined clips: a few bad
+# clips in a large set cost little, a quarter of the data broken means the data needs fixing first.
+DEFAULT_MAX_BAD_SHARE = 0.25
+# Windows sampled before that share is judged, so one early unlucky draw cannot end a run.
+MIN_WINDOWS_FOR_SHARE = 100
 
 
 class DatasetError(Lip2WavError, ValueError):
     """Data that cannot be used; the one-line message names the fix."""
+
+
+class CorruptClipError(DatasetError):
+    """One clip's files are damaged; training quarantines the clip, other readers report it."""
 
 
 Clip = collections.namedtuple("Clip", "id path num_frames mel_frames missing")
@@ -96,12 +107,24 @@ def load_mels(clip, hp):
         with np.load(path) as npz:
             spec = np.asarray(npz["spec"], dtype=np.float32)
     except (IOError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise DatasetError("clip %s: cannot read %s (%s: %s); re-run preprocessing for it or drop it "
-                           "from the split list" % (clip.id, path, type(exc).__name__, exc))
+        raise CorruptClipError("clip %s: cannot read %s (%s: %s); re-run preprocessing for it or drop it "
+                               "from the split list" % (clip.id, path, type(exc).__name__, exc))
     if spec.ndim != 2 or spec.shape[0] != hp.num_mels or spec.shape[1] < clip.mel_frames:
-        raise DatasetError("clip %s: %s has shape %s, expected [%d, >=%d]; re-run preprocessing for it"
-                           % (clip.id, path, spec.shape, hp.num_mels, clip.mel_frames))
+        raise CorruptClipError("clip %s: %s has shape %s, expected [%d, >=%d]; re-run preprocessing for it"
+                               % (clip.id, path, spec.shape, hp.num_mels, clip.mel_frames))
+    finite = np.isfinite(spec)
+    if not finite.all():
+        raise CorruptClipError("clip %s: %s holds %d non-finite values (NaN or inf); re-run preprocessing for it "
+                               "or drop it from the split list" % (clip.id, path, int(finite.size - finite.sum())))
     return spec
+
+
+def read_training_crop(clip, number, hp):
+    """Crop ``number`` of ``clip`` for training: None if missing, CorruptClipError if truncated."""
+    try:
+        return crops.read(clip.path, number, hp.img_size, strict=True)
+    except crops.TruncatedCropError as exc:
+        raise CorruptClipError("clip %s: %s; re-run preprocessing for it" % (clip.id, exc))
 
 
 def _unit_float(pixels):
@@ -274,13 +297,14 @@ class BatchSource(object):
     """
 
     def __init__(self, data_dir, split, hp, batch_size=None, seed=None, workers=2, depth=4, index=None,
-                 first_batch=0):
+                 first_batch=0, max_bad_share=DEFAULT_MAX_BAD_SHARE):
         self.hp = hp
         self.index = index if index is not None else ClipIndex(data_dir, split, hp)
         self.batch_size = int(batch_size or hp.tacotron_batch_size)
         self.seed = int(hp.tacotron_random_seed if seed is None else seed) & 0xffffffff
         self.workers = max(int(workers), 1)
         self.first_batch = int(first_batch)
+        self.max_bad_share = float(max_bad_share)
         if self.index.usable_windows == 0:
             raise DatasetError("no window of T=%d frames and mel_step_size=%d mel frames fits any clip of split %s; "
                                "use longer clips or smaller T/mel_step_size" % (hp.T, hp.mel_step_size, split))
@@ -292,6 +316,8 @@ class BatchSource(object):
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._skipped = collections.Counter()
+        self._quarantined = {}
+        self._bad_windows = 0
         self._windows_used = 0
         self._batches_made = 0
         self._consumed = 0
@@ -366,6 +392,7 @@ class BatchSource(object):
                 "batches_consumed": self._consumed,
                 "windows_used": self._windows_used,
                 "windows_skipped": dict((reason, self._skipped[reason]) for reason in SKIP_REASONS),
+                "quarantined_clips": dict(self._quarantined),
                 "consumer_wait_seconds": self._wait_seconds,
             }
 
@@ -412,10 +439,15 @@ class BatchSource(object):
                                    % (rejections, dict(skipped), self.index.split))
             clip = self.index.clips[rng.choice(len(self.index.clips), p=self._weights)]
             start = int(rng.randint(clip.num_frames))
-            problem = window_problem(clip, start, hp) or self._fill(clip, start, frames[b], mels[b], spectrograms)
+            if clip.id in self._quarantined:
+                problem = "corrupt_clip"
+            else:
+                problem = window_problem(clip, start, hp) or self._fill(clip, start, frames[b], mels[b], spectrograms)
             if problem:
                 skipped[problem] += 1
                 rejections += 1
+                if problem == "corrupt_clip":
+                    self._count_bad_window()
                 continue
             b += 1
             rejections = 0
@@ -435,16 +467,44 @@ class BatchSource(object):
         ``spectrograms`` caches mels per clip within one batch only, so memory stays bounded.
         """
         hp = self.hp
-        for t in range(hp.T):
-            image = crops.read(clip.path, start + t, hp.img_size)
-            if image is None:
-                return "unreadable_frames"
-            frames_out[t] = image
-        first = timing.mel_start(start, hp)
-        if clip.path not in spectrograms:
-            spectrograms[clip.path] = load_mels(clip, hp)
+        try:
+            for t in range(hp.T):
+                image = read_training_crop(clip, start + t, hp)
+                if image is None:
+                    return "unreadable_frames"
+                frames_out[t] = image
+            first = timing.mel_start(start, hp)
+            if clip.path not in spectrograms:
+                spectrograms[clip.path] = load_mels(clip, hp)
+        except CorruptClipError as exc:
+            self._quarantine(clip, exc)
+            return "corrupt_clip"
         mels_out[:] = spectrograms[clip.path][:, first:first + hp.mel_step_size].T
         return None
+
+    def _quarantine(self, clip, exc):
+        with self._lock:
+            first_time = clip.id not in self._quarantined
+            self._quarantined.setdefault(clip.id, str(exc))
+            count = len(self._quarantined)
+        if first_time:
+            LOG.warning("quarantined %s; its windows are skipped from now on (%d clip(s) quarantined; training stops "
+                        "if more than %.0f%% of sampled windows fall on them)", exc, count, 100 * self.max_bad_share)
+
+    def _count_bad_window(self):
+        """Count one window of a quarantined clip; DatasetError once they are too large a share to train on."""
+        with self._lock:
+            self._bad_windows += 1
+            sampled = self._bad_windows + self._windows_used
+            quarantined = sorted(self._quarantined)
+            first_reason = self._quarantined[quarantined[0]]
+        every_clip = len(quarantined) >= int(np.count_nonzero(self._weights))
+        share = self._bad_windows / float(sampled)
+        if every_clip or (sampled >= MIN_WINDOWS_FOR_SHARE and share > self.max_bad_share):
+            raise DatasetError("%d of %d sampled windows (%.0f%%) fell on corrupt clips of split %s, more than the "
+                               "allowed %.0f%% (--max-bad-share): %s (first: %s)"
+                               % (self._bad_windows, sampled, 100 * share, self.index.split, 100 * self.max_bad_share,
+                                  ", ".join(quarantined), first_reason))
 
 
 def _drain(q):

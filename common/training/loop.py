@@ -2,17 +2,22 @@
 
 Run directory layout (the same for every device, so runs compare side by side):
   hparams.json          the resolved hyperparameters, restored on resume
-  checkpoints/          model.ckpt-<step>, written every --checkpoint-every steps and on Ctrl-C
+  checkpoints/          model.ckpt-<step>, written every --checkpoint-every steps and on Ctrl-C or SIGTERM;
+                        found by scanning, so the directory can move (see checkpoints.py)
   plots/                step-<N>-mel.png, step-<N>-alignment.png, loss.png
   events.*              TensorBoard summaries
-  train_log.jsonl       one JSON line per logged step, with units
-  run_summary.json      network, device tree, batch size, sec/step, samples/s, loss, wall time
+  train_log.jsonl       one JSON line per logged step, with units (cut back to the checkpoint on resume)
+  run_summary.json      network, device tree, batch size, sec/step, samples/s, loss, wall time, and every
+                        segment of the run (see history.py); rewritten at every checkpoint
 """
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -24,13 +29,19 @@ from common import devices
 from common.config import hparams as hparams_lib
 from common.model import network as model_lib
 from common import plotting
-from common.data.dataset import BatchSource
+from common.data.dataset import BatchSource, DEFAULT_MAX_BAD_SHARE
 from common.tf_compat import tf
 from common.errors import Lip2WavError
+from common.training import checkpoints
+from common.training import history as history_lib
+from common.training.checkpoints import checkpoint_step
 
 LOG = logging.getLogger("lip2wav.train")
-CHECKPOINT_NAME = "model.ckpt"
 EMULATE_ENV = "LIP2WAV_EMULATE"
+# Signals that stop training after a checkpoint: Ctrl-C, and SIGTERM from docker stop, schedulers,
+# preemption and a launcher whose other rank failed. The exit code is the shell's 128 + signal number
+# (130, 143), which schedulers read as "terminated by that signal", so they requeue the job.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def emulation_requested(environ=None):
@@ -40,6 +51,14 @@ def emulation_requested(environ=None):
 
 class TrainingError(Lip2WavError, RuntimeError):
     """A run that cannot start or continue; the message names the fix."""
+
+
+class TrainingStopped(TrainingError):
+    """Training stopped by a signal; exit code 128 + signal number, after the checkpoint was saved."""
+
+    def __init__(self, message, signum):
+        TrainingError.__init__(self, message)
+        self.exit_code = 128 + signum
 
 
 class Backend(object):
@@ -77,21 +96,42 @@ def build_parser(backend):
                         help="Named hyperparameter set (default synthetic): %s." % ", ".join(hparams_lib.preset_names()))
     parser.add_argument("--hparams-json", default=None, help="JSON file of overrides applied after the preset.")
     parser.add_argument("--hparams", default="", help="Overrides applied last, e.g. 'img_size=48,T=30'.")
-    parser.add_argument("--steps", type=int, default=1000, help="Train until the global step reaches this.")
-    parser.add_argument("--checkpoint-every", type=int, default=200, help="Steps between checkpoints and plots.")
-    parser.add_argument("--log-every", type=int, default=10, help="Steps between log lines and summaries.")
-    parser.add_argument("--workers", type=int, default=2, help="Data loading threads.")
+    parser.add_argument("--steps", type=int, default=1000, help="Train until the global step reaches this (>= 0).")
+    parser.add_argument("--checkpoint-every", type=int, default=200,
+                        help="Steps between checkpoints and plots (>= 1).")
+    parser.add_argument("--log-every", type=int, default=10, help="Steps between log lines and summaries (>= 1).")
+    parser.add_argument("--workers", type=int, default=2, help="Data loading threads (>= 1).")
+    parser.add_argument("--keep-checkpoints", type=int, default=checkpoints.DEFAULT_KEEP,
+                        help="Newest checkpoints kept in the run directory, whichever process wrote them (>= 1).")
+    parser.add_argument("--max-bad-share", type=float, default=DEFAULT_MAX_BAD_SHARE,
+                        help="Share of sampled windows that may fall on corrupt clips (skipped and named in the "
+                             "run summary) before training stops, in (0, 1].")
     parser.add_argument("--split", default="train", help="Split list to train on.")
     backend.add_arguments(parser)
     return parser
 
 
+# flag -> (lowest allowed value, inclusive); checked before anything is read or written.
+FLAG_MINIMUMS = (("steps", 0, True), ("checkpoint_every", 1, True), ("log_every", 1, True), ("workers", 1, True),
+                 ("keep_checkpoints", 1, True), ("max_bad_share", 0, False))
+
+
+def check_flags(args):
+    for name, lowest, inclusive in FLAG_MINIMUMS:
+        value = getattr(args, name)
+        if value < lowest or (value == lowest and not inclusive):
+            raise TrainingError("--%s %s must be %s %s" % (name.replace("_", "-"), value, ">=" if inclusive else ">",
+                                                          lowest))
+    if args.max_bad_share > 1:
+        raise TrainingError("--max-bad-share %s must be at most 1 (a share of windows)" % args.max_bad_share)
+    if os.path.exists(args.run_dir) and not os.path.isdir(args.run_dir):
+        raise TrainingError("--run-dir %s is a file; pass a directory (a new path, or a run to resume)" % args.run_dir)
+
+
 def latest_checkpoint(run_dir):
-    return tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-
-
-def checkpoint_step(path):
-    return int(path.rsplit("-", 1)[1])
+    """The newest checkpoint prefix in the run (by scanning, not by the state file's stored path), or None."""
+    found = checkpoints.list_checkpoints(os.path.join(run_dir, "checkpoints"))
+    return found[-1] if found else None
 
 
 def resolve_run_hparams(args):
@@ -132,7 +172,9 @@ class TrainingGraph(object):
         self.summary = tf.summary.merge([tf.summary.scalar(k, v) for k, v in sorted(self.scalars.items())])
         self.plot_tensors = {"predicted": self.outputs.postnet_mels[0], "target": self.feeder.mel_targets[0],
                              "alignment": self.outputs.alignments[0]}
-        self.saver = tf.train.Saver(max_to_keep=5)
+        # Retention is checkpoints.prune's: it counts every checkpoint in the folder, not only this Saver's.
+        self.saver = tf.train.Saver(max_to_keep=None)
+        self.checkpoint_bytes = sum(v.shape.num_elements() * v.dtype.base_dtype.size for v in tf.global_variables())
 
 
 def _save_plots(run_dir, step, values):
@@ -143,13 +185,101 @@ def _save_plots(run_dir, step, values):
                             title="step %d" % step)
 
 
-def _save_checkpoint(graph, sess, run_dir, step):
-    graph.saver.save(sess, os.path.join(run_dir, "checkpoints", CHECKPOINT_NAME), global_step=step)
+class StopFlag(object):
+    """Set by a stop signal; the loop looks at it between steps, so a step and its log line are never cut apart."""
+
+    def __init__(self):
+        self.signum = None
+
+    def handle(self, signum, _frame):
+        if self.signum is None:
+            LOG.info("%s received: stopping after this step", signal.Signals(signum).name)
+            self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """A StopFlag that STOP_SIGNALS set while training (handlers exist only in the main thread)."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = dict((signum, signal.signal(signum, flag.handle)) for signum in STOP_SIGNALS)
+    try:
+        yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _filesystem_error(error, path, needed_bytes):
+    """An OSError while writing the run directory -> one line naming the path and the fix."""
+    if checkpoints.is_disk_full(error):
+        return checkpoints.disk_full_error(path, needed_bytes)
+    return TrainingError("cannot write %s (%s); make the run directory writable or pass another --run-dir"
+                         % (getattr(error, "filename", None) or path, getattr(error, "strerror", None) or error))
+
+
+def _restorable_checkpoint(run_dir):
+    """The newest intact checkpoint (damaged ones moved aside, leftovers of killed saves removed), or None."""
+    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    try:
+        checkpoints.remove_partial_writes(checkpoint_dir)
+        checkpoint = checkpoints.newest_intact(checkpoint_dir, quarantine=True)
+    except OSError as error:
+        raise _filesystem_error(error, checkpoint_dir, 0)
+    if checkpoint is None and checkpoints.list_checkpoints(checkpoint_dir):
+        raise TrainingError("every checkpoint in %s is damaged; restore them from a backup, or move the folder away "
+                            "to train from step 0" % checkpoint_dir)
+    return checkpoint
+
+
+def _prepare_run_dir(run_dir, hp, restored_step):
+    """Create the layout, save hparams.json (only if it changed) and cut the log back to the restored step."""
+    try:
+        for sub in ("checkpoints", "plots"):
+            os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
+        atomic.remove_quietly(atomic.temp_path(os.path.join(run_dir, "probe")))
+    except OSError as error:  # named as the run directory, not the probe file
+        raise _filesystem_error(OSError(error.errno, error.strerror, run_dir), run_dir, 0)
+    try:
+        hp.save(os.path.join(run_dir, "hparams.json"))
+        history_lib.truncate_log(run_dir, restored_step)
+    except OSError as error:
+        raise _filesystem_error(error, run_dir, 0)
+
+
+class _Run(object):
+    """What the loop needs besides the graph: flags, hparams, data source, this segment and the earlier ones."""
+
+    def __init__(self, backend, args, hp, source, restored_step):
+        self.backend, self.args, self.hp, self.source = backend, args, hp, source
+        self.segment = history_lib.Segment()
+        self.earlier_segments = history_lib.previous_segments(args.run_dir, restored_step)
+
+    def write_summary(self, graph, last_step, ended):
+        summary = _run_summary(self, graph.feeder, last_step, ended)
+        atomic.write_json(os.path.join(self.args.run_dir, history_lib.SUMMARY_NAME), summary)
+        return summary
+
+
+def _save_checkpoint(graph, sess, run, step, ended="running"):
+    """Checkpoint, then the run summary that covers it."""
+    checkpoints.save(graph.saver, sess, os.path.join(run.args.run_dir, "checkpoints"), step,
+                     keep=run.args.keep_checkpoints, estimate_bytes=graph.checkpoint_bytes)
+    return run.write_summary(graph, step, ended)
 
 
 def train(backend, args):
+    """Train to --steps; a stop signal saves a checkpoint and raises TrainingStopped."""
+    with _stop_signals() as stop:
+        return _train(backend, args, stop)
+
+
+def _train(backend, args, stop):
+    check_flags(args)
     hp = resolve_run_hparams(args)
-    checkpoint = latest_checkpoint(args.run_dir)
+    checkpoint = _restorable_checkpoint(args.run_dir)
     start_step = checkpoint_step(checkpoint) if checkpoint else 0
     if start_step >= args.steps:
         LOG.info("%s is already at step %d (>= --steps %d); nothing to do", args.run_dir, start_step, args.steps)
@@ -157,16 +287,13 @@ def train(backend, args):
     options = backend.options_from_args(args)
     backend.describe_device(options)
     source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
-                         workers=args.workers, first_batch=start_step)
-    for sub in ("checkpoints", "plots"):
-        os.makedirs(os.path.join(args.run_dir, sub), exist_ok=True)
-    hp.save(os.path.join(args.run_dir, "hparams.json"))
+                         workers=args.workers, first_batch=start_step, max_bad_share=args.max_bad_share)
+    _prepare_run_dir(args.run_dir, hp, start_step)
+    run = _Run(backend, args, hp, source, start_step)
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
     graph = TrainingGraph(backend, options, hp, source)
     writer = tf.summary.FileWriter(args.run_dir)
-    history = {"step": [], "loss": [], "step_seconds": []}
-    started = time.time()
     with tf.Session(config=backend.session_config(options)) as sess:
         sess.run(tf.global_variables_initializer())
         if checkpoint:
@@ -179,38 +306,41 @@ def train(backend, args):
         progress = tqdm(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
                         dynamic_ncols=True, disable=None)
         try:
-            while step < args.steps:
-                step = _train_step(graph, sess, args, writer, history, progress, step)
-            if step % args.checkpoint_every:
-                _save_checkpoint(graph, sess, args.run_dir, step)
-        except KeyboardInterrupt:
-            _save_checkpoint(graph, sess, args.run_dir, sess.run(graph.global_step))
-            raise TrainingError("interrupted at step %d; checkpoint saved, rerun the same command to resume"
-                                % sess.run(graph.global_step))
+            while step < args.steps and stop.signum is None:
+                step = _train_step(graph, sess, run, writer, progress, step)
+            if stop.signum is not None:
+                raise _stopped(graph, sess, run, step, stop.signum)
+            summary = (run.write_summary(graph, step, "finished") if step % args.checkpoint_every == 0
+                       else _save_checkpoint(graph, sess, run, step, "finished"))
+            history_lib.plot_losses(args.run_dir)
+        except OSError as error:
+            raise _filesystem_error(error, args.run_dir, graph.checkpoint_bytes)
         finally:
             progress.close()
             graph.feeder.stop()
             writer.close()
-    summary = _run_summary(backend, args, hp, history, graph.feeder, source, time.time() - started)
-    atomic.write_json(os.path.join(args.run_dir, "run_summary.json"), summary)
-    _plot_logged_losses(args.run_dir)
     LOG.info("run summary: %s", json.dumps(summary, sort_keys=True))
     return summary
 
 
-def _plot_logged_losses(run_dir):
-    """loss.png over the whole run, resumed segments included (read back from train_log.jsonl)."""
-    path = os.path.join(run_dir, "train_log.jsonl")
-    if not os.path.isfile(path):
-        return
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    if records:
-        plotting.plot_losses(os.path.join(run_dir, "plots", "loss.png"),
-                             [r["step"] for r in records], [r["loss"] for r in records])
+def _stopped(graph, sess, run, step, signum):
+    """Save the step reached and say so; the error the stop signal turns into."""
+    name = signal.Signals(signum).name
+    if step == 0:
+        return TrainingStopped("stopped by %s before the first step; nothing to save, rerun the same command to "
+                               "start" % name, signum)
+    newest = latest_checkpoint(run.args.run_dir)
+    if newest and checkpoint_step(newest) == step:
+        run.write_summary(graph, step, "stopped by %s" % name)
+    else:
+        _save_checkpoint(graph, sess, run, step, "stopped by %s" % name)
+    history_lib.plot_losses(run.args.run_dir)
+    return TrainingStopped("stopped by %s at step %d; checkpoint saved, rerun the same command to resume"
+                           % (name, step), signum)
 
 
-def _train_step(graph, sess, args, writer, history, progress, step):
+def _train_step(graph, sess, run, writer, progress, step):
+    args = run.args
     next_step = step + 1
     want_log = next_step % args.log_every == 0 or next_step == args.steps
     want_checkpoint = next_step % args.checkpoint_every == 0
@@ -226,46 +356,45 @@ def _train_step(graph, sess, args, writer, history, progress, step):
     if not math.isfinite(loss):
         raise TrainingError("loss became %s at step %d; lower tacotron_initial_learning_rate with --hparams or "
                             "resume from the last checkpoint" % (loss, next_step))
-    history["step"].append(next_step)
-    history["loss"].append(loss)
-    history["step_seconds"].append(seconds)
+    run.segment.add(next_step, loss, seconds)
     progress.update(1)
     progress.set_postfix(loss="%.4f" % loss, sec_per_step="%.2f" % seconds)
     if want_log:
         writer.add_summary(values["summary"], next_step)
         record = dict((k, float(v)) for k, v in values["scalars"].items())
         record.update(step=next_step, sec_per_step=seconds, time=time.time())
-        with open(os.path.join(args.run_dir, "train_log.jsonl"), "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        history_lib.append_log(args.run_dir, record)
     if want_checkpoint:
-        _save_checkpoint(graph, sess, args.run_dir, next_step)
+        _save_checkpoint(graph, sess, run, next_step)
         _save_plots(args.run_dir, next_step, values["plots"])
     return next_step
 
 
-def _run_summary(backend, args, hp, history, feeder, source, wall_seconds):
-    """The same fields on every device, so GPU and NPU runs sit in one table."""
-    seconds = history["step_seconds"][1:] or history["step_seconds"]
-    per_step = float(np.median(seconds)) if seconds else float("nan")
-    total_step_time = float(np.sum(history["step_seconds"])) if history["step_seconds"] else 0.0
-    return {
+def _run_summary(run, feeder, last_step, ended):
+    """The same fields on every device, so GPU and NPU runs sit in one table; they cover every segment."""
+    hp, segment = run.hp, run.segment
+    stats = run.source.stats
+    current = segment.entry(last_step, ended, stats)
+    whole = history_lib.whole_run(run.args.run_dir, run.earlier_segments + ([current] if current else []))
+    per_step = whole["sec_per_step_median"] or segment.sec_per_step_median()
+    total_step_time = float(np.sum(segment.step_seconds)) if segment.step_seconds else 0.0
+    summary = {
         "network": "lip2wav",
-        "device_tree": backend.name,
+        "device_tree": run.backend.name,
         "preset": hp.speaker or "default",
         "batch_size": hp.tacotron_batch_size,
-        "first_step": history["step"][0] if history["step"] else None,
-        "last_step": history["step"][-1] if history["step"] else None,
         "sec_per_step_median": per_step,
-        "samples_per_sec": hp.tacotron_batch_size / per_step if seconds else None,
-        "final_loss": history["loss"][-1] if history["loss"] else None,
+        "samples_per_sec": hp.tacotron_batch_size / per_step if per_step else None,
+        "final_loss": segment.losses[-1] if segment.losses else None,
         "data_wait_share": feeder.wait_seconds / total_step_time if total_step_time else None,
-        "windows_skipped": source.stats.get("windows_skipped"),
-        "wall_seconds": wall_seconds,
+        "max_bad_share": run.args.max_bad_share,
     }
+    summary.update(whole)
+    return summary
 
 
 def main(backend, argv=None):
-    """Entrypoint of both trees: one clear line and exit code 2 on a boundary error."""
+    """Entrypoint of both trees: one clear line and exit code 2 on a boundary error, 130/143 after a stop signal."""
     args = build_parser(backend).parse_args(argv)
 
     def body():
