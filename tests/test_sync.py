@@ -25,7 +25,7 @@ def hp():
 @pytest.fixture(scope="module")
 def clips(hp):
     """Two rendered clips as (face crops, wav), cut with the known face box."""
-    size = synthetic._frame_size_for(hp)
+    size = synthetic.frame_size_for(hp)
     out = []
     for seed in (0, 1):
         frames, wav = synthetic.render_clip(seed, hp, SECONDS, size)
