@@ -136,16 +136,21 @@ def build_gpu(c: Context, base_image: str = "", requirements: str = "", wheelhou
     _build("gpu", base_image, requirements, wheelhouse, network, no_cache)
 
 
-def _npu_rank_table(run_dir: Path, devices: list[int], emulate: bool, container_path: bool) -> str | None:
-    """Write the HCCL rank table into the run dir for multi-NPU runs; return the path the trainer will see."""
-    if len(devices) < 2:
+def _npu_rank_table(run_dir: Path, devices: list[int], emulate: bool, container_path: bool,
+                    table: dict | None = None) -> str | None:
+    """Write the HCCL rank table (``table``, or one for this server) into the run dir for multi-NPU runs.
+
+    Returns the path the trainer will see.
+    """
+    if len(devices) < 2 and table is None:
         return None
-    if emulate:
-        server_id, ips = "127.0.0.1", {d: "127.0.0.1" for d in devices}
-    else:
-        server_id, ips = socket.gethostbyname(socket.gethostname()), launch.read_device_ips()
+    if table is None:
+        if emulate:
+            server_id, ips = "127.0.0.1", {d: "127.0.0.1" for d in devices}
+        else:
+            server_id, ips = socket.gethostbyname(socket.gethostname()), launch.read_device_ips()
     try:
-        host_path = launch.write_rank_table(run_dir, launch.rank_table(devices, server_id, ips))
+        host_path = launch.write_rank_table(run_dir, table or launch.rank_table(devices, server_id, ips))
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
     print(f"wrote rank table {host_path}", file=sys.stderr)
@@ -160,21 +165,25 @@ def _check_npu_nodes(devices: list[int]) -> None:
                    "run on the CPU with --emulate", code=2)
 
 
-def _train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None) -> None:
-    command = launch.train_command(target, devices, args, python=sys.executable)
-    envs = launch.process_envs(target, devices, rank_table)
+def _train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
+                 ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None) -> None:
+    command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts)
+    envs = launch.process_envs(target, devices, rank_table, ranks=ranks)
     if emulate:
         envs = [dict(env, LIP2WAV_EMULATE="1") for env in envs]
     for env in envs:
         _echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " +
               " ".join(shlex.quote(a) for a in command))
-    code = launch.run_processes(command, envs, cwd=str(ROOT))
+    try:
+        code = launch.run_ranks(command, envs, emulate=emulate and target == "npu", cwd=str(ROOT))
+    except launch.LaunchError as exc:
+        raise Exit(str(exc), code=2) from None
     if code:
         raise Exit(f"{launch.train_module(target)} exited with {code}", code=code)
 
 
 def _train_container(target: str, image: str, data: Path, run_dir: Path, devices: list[int], emulate: bool,
-                     args: list[str], rank_table: str | None) -> None:
+                     args: list[str], rank_table: str | None, ranks: tuple[list[int], int] | None = None) -> None:
     group = None
     if target == "npu" and not emulate:
         _check_npu_nodes(devices)
@@ -188,6 +197,8 @@ def _train_container(target: str, image: str, data: Path, run_dir: Path, devices
         raise Exit(f"image {image} not built: run `invoke build-{target}` first", code=2) from None
     kwargs = launch.docker_run_kwargs(target, image, data, run_dir, devices, emulate, os.getuid(), os.getgid(),
                                       ["train"] + args, rank_table=rank_table is not None, device_group=group)
+    if ranks is not None:
+        kwargs["environment"].update(LIP2WAV_RANKS=",".join(str(r) for r in ranks[0]), RANK_SIZE=str(ranks[1]))
     _echo(launch.docker_cli(kwargs))
     try:
         container = client.containers.create(**kwargs)
@@ -221,21 +232,46 @@ def _train_container(target: str, image: str, data: Path, run_dir: Path, devices
     "hparams": "hyperparameter overrides, k=v,k=v",
     "steps": "training steps (0: the trainer's default)",
     "checkpoint-every": "steps between checkpoints (0: the trainer's default)",
-    "devices": "device ids, one training process per device: 0 or 0,1,...",
+    "devices": "device ids, one training process per device (data parallel): 0 or 0,1,...",
+    "hosts": "gpu with --local: several GPU servers for horovodrun, HOST:GPUS,... e.g. h1:8,h2:8 (ssh between them)",
+    "rank-table": "npu: HCCL rank table JSON of several Ascend servers; run the same command on each server",
+    "server-id": "npu with --rank-table: this server's server_id in the table (default: this host's IP address)",
     "emulate": "run the image on the CPU with no device (Ascend/NVIDIA stacks stubbed by the trainer)",
     "local": "run the tree on this host (`python -m <target>_training.train`) instead of in a container",
     "image": "image to run (default: lip2wav-<target>)",
 })
 def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", preset: str = "synthetic",
           hparams: str = "", steps: int = 0, checkpoint_every: int = 0, devices: str = "0",
-          emulate: bool = False, local: bool = False, image: str = "") -> None:
-    """Train Lip2Wav on Ascend NPUs or NVIDIA GPUs, in the device's image (default) or on this host (--local)."""
+          emulate: bool = False, local: bool = False, image: str = "", hosts: str = "", rank_table: str = "",
+          server_id: str = "") -> None:
+    """Train Lip2Wav on Ascend NPUs or NVIDIA GPUs, in the device's image (default) or on this host (--local).
+
+    Several --devices (or --hosts, or a --rank-table) train one model data-parallel: one process per device,
+    gradients averaged every step, rank 0 writes the run directory.
+    """
     if target not in launch.TARGETS:
         raise Exit(f"unknown --target {target!r}: use npu or gpu", code=2)
+    if hosts and (target != "gpu" or not local):
+        raise Exit("--hosts is for GPU servers with --local (horovodrun over ssh); Ascend servers take "
+                   "--rank-table FILE", code=2)
+    if rank_table and target != "npu":
+        raise Exit("--rank-table is for Ascend servers; GPU servers take --hosts h1:8,h2:8", code=2)
     try:
         device_ids = launch.parse_devices(devices)
+        host_list = launch.parse_hosts(hosts) if hosts else None
+        table = launch.read_rank_table(rank_table) if rank_table else None
+        ranks = None
+        if table is not None:
+            pairs, size = launch.server_ranks(table, server_id or socket.gethostbyname(socket.gethostname()))
+            device_ids, ranks = [d for d, _ in pairs], ([r for _, r in pairs], size)
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
+    if target == "npu" and len(device_ids) > 1 and not emulate and not ranks:
+        missing = [f"/dev/davinci{d}" for d in device_ids if not os.path.exists(f"/dev/davinci{d}")]
+        if missing and local:
+            print(f"no {', '.join(missing)} on this host: emulating the NPU ranks on the CPU (--emulate)",
+                  file=sys.stderr)
+            emulate = True
     if not data:
         raise Exit("pass --data DIR (a preprocessed dataset, e.g. `python -m common.synthetic --out DIR`)", code=2)
     data_dir = Path(data).resolve()
@@ -247,13 +283,16 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
     flags = dict(preset=preset, hparams=hparams, steps=steps or None, checkpoint_every=checkpoint_every or None)
     if local:
         # On the host the tree itself falls back to the CPU (one log line) when there is no device.
-        rank_table = _npu_rank_table(run_path, device_ids, emulate, container_path=False) if target == "npu" else None
-        _train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, rank_table)
+        table_path = (_npu_rank_table(run_path, device_ids, emulate, container_path=False, table=table)
+                      if target == "npu" else None)
+        _train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, table_path,
+                     ranks=ranks, hosts=host_list)
         return
-    rank_table = _npu_rank_table(run_path, device_ids, emulate, container_path=True) if target == "npu" else None
+    table_path = (_npu_rank_table(run_path, device_ids, emulate, container_path=True, table=table)
+                  if target == "npu" else None)
     args = launch.train_args(launch.CONTAINER_DATA, launch.CONTAINER_RUN, **flags)
     _train_container(target, image or launch.IMAGES[target], data_dir, run_path, device_ids, emulate, args,
-                     rank_table)
+                     table_path, ranks=ranks)
 
 
 def _run_entrypoint(module: str, argv: list[str]) -> None:

@@ -7,6 +7,8 @@ Run directory layout (the same for every device, so runs compare side by side):
   events.*              TensorBoard summaries
   train_log.jsonl       one JSON line per logged step, with units
   run_summary.json      network, device tree, batch size, sec/step, samples/s, loss, wall time
+  distribution.json     world size and batch sizes of a data-parallel run (resume refuses another world size)
+  train_log.rank<N>.jsonl   rank N's own log lines; every other file above is written by rank 0 only
 """
 import argparse
 import json
@@ -26,9 +28,11 @@ from common import plotting
 from common.data.dataset import BatchSource
 from common.tf_compat import tf
 from common.errors import Lip2WavError
+from common.training import distribute
 
 LOG = logging.getLogger("lip2wav.train")
 CHECKPOINT_NAME = "model.ckpt"
+DISTRIBUTION_FILE = "distribution.json"
 EMULATE_ENV = "LIP2WAV_EMULATE"
 
 
@@ -49,11 +53,12 @@ class Backend(object):
     defaults are the trees' defaults); add_arguments(parser) declares them as flags and
     options_from_args(args) reads them back, so tools build options without a command line;
     session_config(options) -> ConfigProto; wrap_optimizer(options) -> callable or None;
-    describe_device(options) logs the one line saying where the graph runs.
+    describe_device(options) logs the one line saying where the graph runs;
+    distribution(options) -> common.training.distribute.Distribution (default: one process).
     """
 
     def __init__(self, name, decode_loop, feeder_class, options, add_arguments, options_from_args,
-                 session_config, wrap_optimizer, describe_device):
+                 session_config, wrap_optimizer, describe_device, distribution=None):
         self.name = name
         self.decode_loop = decode_loop
         self.feeder_class = feeder_class
@@ -63,6 +68,7 @@ class Backend(object):
         self.session_config = session_config
         self.wrap_optimizer = wrap_optimizer
         self.describe_device = describe_device
+        self.distribution = distribution or (lambda options: distribute.Distribution())
 
 
 def build_parser(backend):
@@ -111,7 +117,8 @@ def resolve_run_hparams(args):
 class TrainingGraph(object):
     """The training graph: feeder -> model -> losses -> train op, plus summaries."""
 
-    def __init__(self, backend, options, hp, source):
+    def __init__(self, backend, options, hp, source, distribution=None):
+        self.distribution = distribution or distribute.Distribution()
         batch = hp.tacotron_batch_size
         self.feeder = backend.feeder_class(source, hp, batch)
         self.global_step = tf.train.get_or_create_global_step()
@@ -121,8 +128,10 @@ class TrainingGraph(object):
                                  is_training=True, global_step=self.global_step,
                                  teacher_forcing_ratio=self.teacher_forcing_ratio)
         self.losses = model_lib.losses(hp, self.outputs, self.feeder.mel_targets)
+        device_wrapper = backend.wrap_optimizer(options) or (lambda opt: opt)
         self.train_op, self.learning_rate, self.grad_norm = model_lib.train_op(
-            hp, self.losses.total, self.global_step, backend.wrap_optimizer(options))
+            hp, self.losses.total, self.global_step,
+            lambda opt: device_wrapper(self.distribution.wrap_optimizer(opt)), world_size=self.distribution.size)
         self.scalars = {
             "loss": self.losses.total, "decoder_loss": self.losses.decoder, "postnet_loss": self.losses.postnet,
             "stop_loss": self.losses.stop, "regularization_loss": self.losses.regularization,
@@ -132,6 +141,7 @@ class TrainingGraph(object):
         self.plot_tensors = {"predicted": self.outputs.postnet_mels[0], "target": self.feeder.mel_targets[0],
                              "alignment": self.outputs.alignments[0]}
         self.saver = tf.train.Saver(max_to_keep=5)
+        self.broadcast = self.distribution.broadcast_op()
 
 
 def _save_plots(run_dir, step, values):
@@ -154,47 +164,106 @@ def train(backend, args):
         LOG.info("%s is already at step %d (>= --steps %d); nothing to do", args.run_dir, start_step, args.steps)
         return {}
     options = backend.options_from_args(args)
+    distribution = backend.distribution(options)
+    chief = distribution.is_chief
+    _check_world_size(args.run_dir, hp, distribution, checkpoint)
     backend.describe_device(options)
-    source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
-                         workers=args.workers, first_batch=start_step)
-    for sub in ("checkpoints", "plots"):
-        os.makedirs(os.path.join(args.run_dir, sub), exist_ok=True)
-    hp.save(os.path.join(args.run_dir, "hparams.json"))
+    shard = distribution.data_shard(hp.tacotron_random_seed)
+    source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=shard.seed,
+                         workers=args.workers, first_batch=start_step, shard_index=shard.index,
+                         shard_count=shard.count)
+    if chief:
+        for sub in ("checkpoints", "plots"):
+            os.makedirs(os.path.join(args.run_dir, sub), exist_ok=True)
+        hp.save(os.path.join(args.run_dir, "hparams.json"))
+        _save_world_size(args.run_dir, hp, distribution)
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
-    graph = TrainingGraph(backend, options, hp, source)
-    writer = tf.summary.FileWriter(args.run_dir)
+    graph = TrainingGraph(backend, options, hp, source, distribution)
+    writer = tf.summary.FileWriter(args.run_dir) if chief else None
     history = {"step": [], "loss": [], "step_seconds": []}
     started = time.time()
-    with tf.Session(config=backend.session_config(options)) as sess:
+    with tf.Session(config=distribution.configure_session(backend.session_config(options))) as sess:
         sess.run(tf.global_variables_initializer())
         if checkpoint:
             graph.saver.restore(sess, checkpoint)
             LOG.info("resumed from %s", checkpoint)
-        else:
+        elif chief:
             writer.add_graph(sess.graph)
+        _broadcast_initial_state(graph, sess, start_step)
         step = int(sess.run(graph.global_step))
         graph.feeder.start(sess)
         progress = tqdm(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
-                        dynamic_ncols=True, disable=None)
+                        dynamic_ncols=True, disable=None if chief else True)
         try:
             while step < args.steps:
                 step = _train_step(graph, sess, args, writer, history, progress, step)
-            if step % args.checkpoint_every:
+            if step % args.checkpoint_every and chief:
                 _save_checkpoint(graph, sess, args.run_dir, step)
         except KeyboardInterrupt:
-            _save_checkpoint(graph, sess, args.run_dir, sess.run(graph.global_step))
+            if chief:
+                _save_checkpoint(graph, sess, args.run_dir, sess.run(graph.global_step))
             raise TrainingError("interrupted at step %d; checkpoint saved, rerun the same command to resume"
                                 % sess.run(graph.global_step))
         finally:
             progress.close()
             graph.feeder.stop()
-            writer.close()
+            if writer is not None:
+                writer.close()
     summary = _run_summary(backend, args, hp, history, graph.feeder, source, time.time() - started)
-    atomic.write_json(os.path.join(args.run_dir, "run_summary.json"), summary)
-    _plot_logged_losses(args.run_dir)
-    LOG.info("run summary: %s", json.dumps(summary, sort_keys=True))
+    summary.update(_distribution_summary(hp, distribution, summary))
+    if chief:
+        atomic.write_json(os.path.join(args.run_dir, "run_summary.json"), summary)
+        _plot_logged_losses(args.run_dir)
+    LOG.info("run summary%s: %s", "" if chief else " of rank %d" % distribution.rank,
+             json.dumps(summary, sort_keys=True))
     return summary
+
+
+def _check_world_size(run_dir, hp, distribution, checkpoint):
+    """Refuse to resume with another world size: the global batch and the scaled learning rate depend on it."""
+    path = os.path.join(run_dir, DISTRIBUTION_FILE)
+    if not checkpoint:
+        return
+    recorded = 1
+    if os.path.isfile(path):
+        with open(path) as f:
+            recorded = int(json.load(f)["world_size"])
+    if recorded != distribution.size:
+        raise TrainingError(
+            "%s was trained by %d process(es) (global batch %d) and this run has %d: the global batch and the "
+            "scaled learning rate would change mid-run; resume with %d process(es) (as many --devices) or start "
+            "a new --run-dir" % (run_dir, recorded, recorded * hp.tacotron_batch_size, distribution.size, recorded))
+
+
+def _save_world_size(run_dir, hp, distribution):
+    atomic.write_json(os.path.join(run_dir, DISTRIBUTION_FILE), {
+        "world_size": distribution.size, "distribution": distribution.name,
+        "per_device_batch_size": hp.tacotron_batch_size,
+        "global_batch_size": hp.tacotron_batch_size * distribution.size})
+
+
+def _broadcast_initial_state(graph, sess, start_step):
+    """Copy rank 0's freshly initialised or restored variables to every rank; every rank must be at its step."""
+    if graph.broadcast is None:
+        return
+    sess.run(graph.broadcast)
+    step = int(sess.run(graph.global_step))
+    if step != start_step:
+        raise TrainingError("rank %d restored step %d but rank 0 is at step %d: every host must see the same "
+                            "--run-dir (a shared file system)" % (graph.distribution.rank, start_step, step))
+
+
+def _distribution_summary(hp, distribution, summary):
+    """World size and throughput of the whole job (ranks step in lockstep, so one rank's step time is the job's)."""
+    per_device = summary["samples_per_sec"]
+    return {
+        "world_size": distribution.size,
+        "per_device_batch_size": hp.tacotron_batch_size,
+        "global_batch_size": hp.tacotron_batch_size * distribution.size,
+        "samples_per_sec_per_device": per_device,
+        "samples_per_sec": per_device * distribution.size if per_device is not None else None,
+    }
 
 
 def _plot_logged_losses(run_dir):
@@ -231,15 +300,22 @@ def _train_step(graph, sess, args, writer, history, progress, step):
     progress.update(1)
     progress.set_postfix(loss="%.4f" % loss, sec_per_step="%.2f" % seconds)
     if want_log:
-        writer.add_summary(values["summary"], next_step)
+        if writer is not None:
+            writer.add_summary(values["summary"], next_step)
         record = dict((k, float(v)) for k, v in values["scalars"].items())
         record.update(step=next_step, sec_per_step=seconds, time=time.time())
-        with open(os.path.join(args.run_dir, "train_log.jsonl"), "a") as f:
+        with open(_train_log_path(args.run_dir, graph.distribution), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
-    if want_checkpoint:
+    if want_checkpoint and graph.distribution.is_chief:
         _save_checkpoint(graph, sess, args.run_dir, next_step)
         _save_plots(args.run_dir, next_step, values["plots"])
     return next_step
+
+
+def _train_log_path(run_dir, distribution):
+    """train_log.jsonl for the chief, train_log.rank<N>.jsonl for rank N."""
+    name = "train_log.jsonl" if distribution.is_chief else "train_log.rank%d.jsonl" % distribution.rank
+    return os.path.join(run_dir, name)
 
 
 def _run_summary(backend, args, hp, history, feeder, source, wall_seconds):
