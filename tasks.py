@@ -441,7 +441,12 @@ def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None
     "presets": "comma-separated presets to measure (chess at batch 24 takes tens of seconds a step on 2 cores)",
     "steps": "timed steps per tree after one warmup step (0: 10 for synthetic, 2 otherwise)",
     "out": "JSON results file",
+    "world-sizes": "data-parallel process counts measured on the synthetic preset, e.g. 1,2 ('' skips; needs Horovod)",
+    "world-trees": "trees whose data-parallel samples/s and scaling efficiency are measured",
 })
-def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json") -> None:
-    """Sec/step of the NPU tree (emulated) vs the GPU tree, and each feeder's supply vs the step's demand."""
-    _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out])
+def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json",
+          world_sizes: str = "1,2", world_trees: str = "npu,gpu") -> None:
+    """Sec/step of the NPU tree (emulated) vs the GPU tree, each feeder's supply vs the step's demand, and
+    samples/s of 1 vs 2 data-parallel processes (scaling efficiency)."""
+    _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out,
+                                           "--world-sizes", world_sizes, "--world-trees", world_trees])

@@ -244,8 +244,14 @@ def train_command(target, devices, args, python="python3", hosts=None):
     if target == "gpu" and (hosts or len(devices) > 1):
         hosts = hosts or [("localhost", len(devices))]
         total = sum(slots for _, slots in hosts)
-        return ["horovodrun", "-np", str(total), "-H", ",".join("%s:%d" % h for h in hosts)] + command
+        return [_horovodrun(python), "-np", str(total), "-H", ",".join("%s:%d" % h for h in hosts)] + command
     return command
+
+
+def _horovodrun(python):
+    """horovodrun next to ``python`` (a virtualenv's bin, not necessarily on PATH), else from PATH."""
+    beside = os.path.join(os.path.dirname(python), "horovodrun")
+    return beside if os.path.isfile(beside) else "horovodrun"
 
 
 def run_processes(command, envs, cwd=None, grace_seconds=STOP_GRACE_SECONDS):
