@@ -114,6 +114,16 @@ def resolve_run_hparams(args):
     return restored
 
 
+def optimizer_wrapper(backend, options, distribution):
+    """The device's wrapper (loss scaling, mixed precision) around the distribution's (gradient averaging).
+
+    This nesting is the one both stacks document: loss scaling scales the loss, the inner wrapper averages
+    the scaled gradients over ranks, the outer one unscales them and checks overflow (on every rank).
+    """
+    device_wrapper = backend.wrap_optimizer(options) or (lambda opt: opt)
+    return lambda opt: device_wrapper(distribution.wrap_optimizer(opt))
+
+
 class TrainingGraph(object):
     """The training graph: feeder -> model -> losses -> train op, plus summaries."""
 
@@ -128,10 +138,9 @@ class TrainingGraph(object):
                                  is_training=True, global_step=self.global_step,
                                  teacher_forcing_ratio=self.teacher_forcing_ratio)
         self.losses = model_lib.losses(hp, self.outputs, self.feeder.mel_targets)
-        device_wrapper = backend.wrap_optimizer(options) or (lambda opt: opt)
         self.train_op, self.learning_rate, self.grad_norm = model_lib.train_op(
-            hp, self.losses.total, self.global_step,
-            lambda opt: device_wrapper(self.distribution.wrap_optimizer(opt)), world_size=self.distribution.size)
+            hp, self.losses.total, self.global_step, optimizer_wrapper(backend, options, self.distribution),
+            world_size=self.distribution.size)
         self.scalars = {
             "loss": self.losses.total, "decoder_loss": self.losses.decoder, "postnet_loss": self.losses.postnet,
             "stop_loss": self.losses.stop, "regularization_loss": self.losses.regularization,
