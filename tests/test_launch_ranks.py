@@ -85,7 +85,7 @@ def test_a_dead_rank_stops_a_peer_that_ignores_sigterm_within_the_grace(capfd):
     """Rank 1 dies; rank 0 ignores SIGTERM (as if blocked in a collective) and is killed after the grace."""
     script = ("import os, signal, sys, time\n"
               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-              "sys.exit(5) if os.environ['RANK_ID'] == '1' else time.sleep(120)\n")
+              "sys.exit(5) if os.environ['RANK_ID'] == '1' else time.sleep(60)\n")
     envs = launch.process_envs("npu", [0, 1], "/tmp/rank_table.json")
     began = time.monotonic()
     assert launch.run_processes([sys.executable, "-c", script], envs, grace_seconds=2) == 5
