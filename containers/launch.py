@@ -265,11 +265,16 @@ def run_processes(command, envs, cwd=None, grace_seconds=STOP_GRACE_SECONDS):
     if len(envs) == 1:
         return subprocess.call(command, env=dict(os.environ, **envs[0]), cwd=cwd)
     procs = [subprocess.Popen(command, env=dict(os.environ, **env), cwd=cwd) for env in envs]
+    stopping = []  # signals forwarded from the user: ranks then exit non-zero by design while the chief saves
 
-    def forward(signum, _frame):
+    def send(signum):
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
+
+    def forward(signum, _frame):
+        stopping.append(signum)
+        send(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -284,14 +289,16 @@ def run_processes(command, envs, cwd=None, grace_seconds=STOP_GRACE_SECONDS):
                 pending.remove(proc)
                 if status != 0 and code == 0:
                     code = status if status > 0 else 128 - status
+                    if stopping:
+                        continue
                     rank = envs[procs.index(proc)].get("RANK_ID", str(procs.index(proc)))
                     print("rank %s (pid %d) exited with status %d%s: stopping the other ranks"
                           % (rank, proc.pid, status, " (signal %d)" % -status if status < 0 else ""),
                           file=sys.stderr, flush=True)
-                    forward(signal.SIGTERM, None)
+                    send(signal.SIGTERM)
                     kill_at = time.monotonic() + grace_seconds
             if kill_at is not None and time.monotonic() > kill_at:
-                forward(signal.SIGKILL, None)
+                send(signal.SIGKILL)
                 kill_at = None
             time.sleep(0.2)
         return code

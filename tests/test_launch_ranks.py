@@ -92,3 +92,37 @@ def test_a_dead_rank_stops_a_peer_that_ignores_sigterm_within_the_grace(capfd):
     assert time.monotonic() - began < 30
     lines = [line for line in capfd.readouterr().err.splitlines() if "exited with status" in line]
     assert len(lines) == 1 and lines[0].startswith("rank 1 (pid ") and "status 5: stopping the other ranks" in lines[0]
+
+
+def test_a_forwarded_ctrl_c_lets_the_chief_finish_saving(tmp_path, capfd):
+    """Ctrl-C reaches every rank; rank 1 stops at once (non-zero), rank 0 takes a while to save: not a failure."""
+    import os
+    import signal
+    import threading
+
+    script = ("import os, signal, sys, time\n"
+              "rank, out = os.environ['RANK_ID'], sys.argv[1]\n"
+              "def stop(signum, frame):\n"
+              "    if rank == '1':\n"
+              "        os._exit(2)\n"
+              "    time.sleep(2)\n"
+              "    open(os.path.join(out, 'saved'), 'w').close()\n"
+              "    os._exit(0)\n"
+              "def terminated(signum, frame):\n"
+              "    open(os.path.join(out, 'terminated'), 'w').close()\n"
+              "    os._exit(15)\n"
+              "signal.signal(signal.SIGINT, stop)\n"
+              "signal.signal(signal.SIGTERM, terminated)\n"
+              "open(os.path.join(out, 'ready' + rank), 'w').close()\n"
+              "time.sleep(60)\n")
+
+    def interrupt_when_ready():
+        while not all((tmp_path / ("ready%d" % r)).exists() for r in (0, 1)):
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_ready, daemon=True).start()
+    envs = launch.process_envs("npu", [0, 1], "/tmp/rank_table.json")
+    assert launch.run_processes([sys.executable, "-c", script, str(tmp_path)], envs, grace_seconds=1) == 2
+    assert (tmp_path / "saved").exists() and not (tmp_path / "terminated").exists()
+    assert "exited with status" not in capfd.readouterr().err
