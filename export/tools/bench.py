@@ -198,26 +198,31 @@ def train_world(tree, world_size, data_dir, run_dir, steps, workers):
         return json.load(f)
 
 
-def bench_scaling(work_dir, trees, world_sizes, steps, workers):
+def bench_scaling(work_dir, trees, world_sizes, steps, workers, repeats=2):
     """Samples/s of 1..N data-parallel processes per tree, and the scaling efficiency against one process.
 
-    efficiency(N) = samples/s(N) / (N x samples/s(1)): 1.0 is perfect; on one machine the processes share
-    its cores, so it shows the cost of the all-reduce and of splitting the cores, not a device's speed-up.
+    The world sizes run in ABBA order (1, 2, 2, 1 for repeats=2) and each reports its median, so a load
+    drifting on a shared machine hits every size alike. efficiency(N) = samples/s(N) / (N x samples/s(1)):
+    1.0 is perfect; on one machine the processes share its cores, so it shows the cost of the all-reduce
+    and of splitting the cores, not a device's speed-up.
     """
     hp = hparams_lib.resolve("synthetic")
     data_dir = make_data(work_dir, "synthetic-world", hp)
     rows = []
     for tree in trees:
-        single = None
+        summaries = dict((size, []) for size in world_sizes)
+        for repeat in range(repeats):
+            for size in (world_sizes if repeat % 2 == 0 else world_sizes[::-1]):
+                run_dir = os.path.join(work_dir, "world-%s-%d-%d" % (tree, size, repeat))
+                summaries[size].append(train_world(tree, size, data_dir, run_dir, steps, workers))
+        single = float(np.median([s["samples_per_sec"] for s in summaries[1]])) if 1 in summaries else None
         for size in world_sizes:
-            run_dir = os.path.join(work_dir, "world-%s-%d" % (tree, size))
-            summary = train_world(tree, size, data_dir, run_dir, steps, workers)
-            single = single or (summary["samples_per_sec"] if size == 1 else None)
-            rows.append({"tree": tree, "world_size": size, "global_batch_size": summary["global_batch_size"],
-                         "sec_per_step": summary["sec_per_step_median"],
-                         "samples_per_sec": summary["samples_per_sec"],
-                         "samples_per_sec_per_device": summary["samples_per_sec_per_device"],
-                         "scaling_efficiency": summary["samples_per_sec"] / (size * single) if single else None})
+            samples = float(np.median([s["samples_per_sec"] for s in summaries[size]]))
+            rows.append({"tree": tree, "world_size": size, "global_batch_size": summaries[size][0]["global_batch_size"],
+                         "sec_per_step": float(np.median([s["sec_per_step_median"] for s in summaries[size]])),
+                         "samples_per_sec": samples, "samples_per_sec_per_device": samples / size,
+                         "runs": len(summaries[size]),
+                         "scaling_efficiency": samples / (size * single) if single else None})
     return rows
 
 
@@ -246,6 +251,8 @@ def main(argv=None):
                         help="Data-parallel process counts to measure on the synthetic preset ('' skips; needs Horovod).")
     parser.add_argument("--world-trees", default="npu,gpu", help="Trees whose data-parallel scaling is measured.")
     parser.add_argument("--world-steps", type=int, default=10, help="Timed steps per data-parallel run.")
+    parser.add_argument("--world-repeats", type=int, default=2,
+                        help="Runs per world size, in ABBA order (medians reported).")
     args = parser.parse_args(argv)
     return cli.run(lambda: run_bench(args))
 
@@ -262,7 +269,8 @@ def run_bench(args):
             rows.extend(bench_preset(work_dir, preset, args.batch_size, steps, args.feeder_steps, args.workers))
         if args.world_sizes:
             scaling = bench_scaling(work_dir, [t.strip() for t in args.world_trees.split(",") if t.strip()],
-                                    [int(n) for n in args.world_sizes.split(",")], args.world_steps, args.workers)
+                                    [int(n) for n in args.world_sizes.split(",")], args.world_steps, args.workers,
+                                    args.world_repeats)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
