@@ -4,13 +4,15 @@ For each preset: a synthetic speaker rendered at the preset's sizes; both trees'
 graphs (feeder, decode loop, session config) trained side by side, alternating steps so that
 load from other processes on a shared machine hits both alike (sec/step: median after one
 untimed warmup step); then each tree's feeder on a trivial graph (how many batches per second
-it can supply, against how many the training step consumes). Lives in export/ because it
-imports both trees.
+it can supply, against how many the training step consumes). Then, with Horovod installed, each
+tree's real entrypoint as 1 and 2 data-parallel processes (samples/s, scaling efficiency). Lives in
+export/ because it imports both trees.
 
-``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--out bench.json]``
-prints a table and writes the JSON atomically.
+``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--world-sizes 1,2] [--out bench.json]``
+prints the tables and writes the JSON atomically.
 """
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ from common import cli
 from common import atomic
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
+from common.training import distribute
 from common.training import loop as training
 from common.data.dataset import BatchSource
 from common.tf_compat import tf
@@ -206,6 +209,10 @@ def bench_scaling(work_dir, trees, world_sizes, steps, workers, repeats=2):
     1.0 is perfect; on one machine the processes share its cores, so it shows the cost of the all-reduce
     and of splitting the cores, not a device's speed-up.
     """
+    if importlib.util.find_spec("horovod") is None:
+        LOG.warning("Horovod is not installed: data-parallel scaling not measured (%s)",
+                    distribute.HOROVOD_INSTALL_HINT)
+        return []
     hp = hparams_lib.resolve("synthetic")
     data_dir = make_data(work_dir, "synthetic-world", hp)
     rows = []
