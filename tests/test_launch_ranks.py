@@ -126,3 +126,18 @@ def test_a_forwarded_ctrl_c_lets_the_chief_finish_saving(tmp_path, capfd):
     assert launch.run_processes([sys.executable, "-c", script, str(tmp_path)], envs, grace_seconds=1) == 2
     assert (tmp_path / "saved").exists() and not (tmp_path / "terminated").exists()
     assert "exited with status" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(target="gpu", hosts="h1:8,h2:8"), "--hosts is for GPU servers with --local"),
+    (dict(target="npu", hosts="h1:8", local=True), "--hosts is for GPU servers with --local"),
+    (dict(target="gpu", rank_table="cluster.json"), "--rank-table is for Ascend servers"),
+    (dict(target="gpu", local=True, hosts="h1:eight"), "is not HOST:PROCESSES"),
+])
+def test_invoke_train_refuses_multi_host_flags_on_the_wrong_stack(flags, message):
+    from invoke import Context, Exit
+
+    import tasks
+
+    with pytest.raises(Exit, match=message):
+        tasks.train(Context(), **flags)
