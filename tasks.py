@@ -168,7 +168,8 @@ def _check_npu_nodes(devices: list[int]) -> None:
 def _train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
                  ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None) -> None:
     command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts)
-    envs = launch.process_envs(target, devices, rank_table, ranks=ranks)
+    # Several GPU hosts: each rank sees every GPU of its host and picks its local rank's (gpu_training/distribute.py).
+    envs = [{}] if hosts else launch.process_envs(target, devices, rank_table, ranks=ranks)
     if emulate:
         envs = [dict(env, LIP2WAV_EMULATE="1") for env in envs]
     for env in envs:

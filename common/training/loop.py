@@ -177,6 +177,8 @@ def train(backend, args):
     chief = distribution.is_chief
     _check_world_size(args.run_dir, hp, distribution, checkpoint)
     backend.describe_device(options)
+    if distribution.size > 1:
+        LOG.info("data parallel: %s", distribution.describe())
     shard = distribution.data_shard(hp.tacotron_random_seed)
     source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=shard.seed,
                          workers=args.workers, first_batch=start_step, shard_index=shard.index,
@@ -231,9 +233,9 @@ def train(backend, args):
 
 def _check_world_size(run_dir, hp, distribution, checkpoint):
     """Refuse to resume with another world size: the global batch and the scaled learning rate depend on it."""
-    path = os.path.join(run_dir, DISTRIBUTION_FILE)
     if not checkpoint:
         return
+    path = os.path.join(run_dir, DISTRIBUTION_FILE)
     recorded = 1
     if os.path.isfile(path):
         with open(path) as f:
