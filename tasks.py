@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import socket
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -101,20 +102,45 @@ def build_gpu(c: Context, base_image: str = "", requirements: str = "", wheelhou
     "hparams": "hyperparameter overrides, k=v,k=v",
     "steps": "training steps (0: the trainer's default)",
     "checkpoint-every": "steps between checkpoints (0: the trainer's default)",
-    "devices": "device ids, one training process per device: 0 or 0,1,...",
+    "devices": "device ids, one training process per device (data parallel): 0 or 0,1,...",
+    "hosts": "gpu with --local: several GPU servers for horovodrun, HOST:GPUS,... e.g. h1:8,h2:8 (ssh between them)",
+    "rank-table": "npu: HCCL rank table JSON of several Ascend servers; run the same command on each server",
+    "server-id": "npu with --rank-table: this server's server_id in the table (default: this host's IP address)",
     "emulate": "run the image on the CPU with no device (Ascend/NVIDIA stacks stubbed by the trainer)",
     "local": "run the tree on this host (`python -m <target>_training.train`) instead of in a container",
     "image": "image to run (default: lip2wav-<target>)",
 })
 def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", preset: str = "synthetic",
           hparams: str = "", steps: int = 0, checkpoint_every: int = 0, devices: str = "0",
-          emulate: bool = False, local: bool = False, image: str = "") -> None:
-    """Train Lip2Wav on Ascend NPUs or NVIDIA GPUs, in the device's image (default) or on this host (--local)."""
+          emulate: bool = False, local: bool = False, image: str = "", hosts: str = "", rank_table: str = "",
+          server_id: str = "") -> None:
+    """Train Lip2Wav on Ascend NPUs or NVIDIA GPUs, in the device's image (default) or on this host (--local).
+
+    Several --devices (or --hosts, or a --rank-table) train one model data-parallel: one process per device,
+    gradients averaged every step, rank 0 writes the run directory.
+    """
+    if hosts and (target != "gpu" or not local):
+        raise Exit("--hosts is for GPU servers with --local (horovodrun over ssh); Ascend servers take "
+                   "--rank-table FILE", code=2)
+    if rank_table and target != "npu":
+        raise Exit("--rank-table is for Ascend servers; GPU servers take --hosts h1:8,h2:8", code=2)
     try:
         launch.train_module(target)
         device_ids = launch.parse_devices(devices)
+        host_list = launch.parse_hosts(hosts) if hosts else None
+        table = launch.read_rank_table(rank_table) if rank_table else None
+        ranks = None
+        if table is not None:
+            pairs, size = launch.server_ranks(table, server_id or socket.gethostbyname(socket.gethostname()))
+            device_ids, ranks = [d for d, _ in pairs], ([r for _, r in pairs], size)
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
+    if target == "npu" and len(device_ids) > 1 and not emulate and not ranks:
+        missing = [f"/dev/davinci{d}" for d in device_ids if not os.path.exists(f"/dev/davinci{d}")]
+        if missing and local:
+            print(f"no {', '.join(missing)} on this host: emulating the NPU ranks on the CPU (--emulate)",
+                  file=sys.stderr)
+            emulate = True
     if not data:
         raise Exit("pass --data DIR (a preprocessed dataset, e.g. `python -m common.synthetic --out DIR`)", code=2)
     data_dir = Path(data).resolve()
@@ -126,13 +152,14 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
     flags = dict(preset=preset, hparams=hparams, steps=steps or None, checkpoint_every=checkpoint_every or None)
     if local:
         # On the host the tree itself falls back to the CPU (one log line) when there is no device.
-        rank_table = engine.rank_table(target, run_path, device_ids, emulate, container_path=False)
-        engine.train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, rank_table)
+        table_path = engine.rank_table(target, run_path, device_ids, emulate, container_path=False, table=table)
+        engine.train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, table_path,
+                           ranks=ranks, hosts=host_list)
         return
-    rank_table = engine.rank_table(target, run_path, device_ids, emulate, container_path=True)
+    table_path = engine.rank_table(target, run_path, device_ids, emulate, container_path=True, table=table)
     args = launch.train_args(launch.CONTAINER_DATA, launch.CONTAINER_RUN, **flags)
     engine.train_container(target, image or launch.IMAGES[target], data_dir, run_path, device_ids, emulate, args,
-                           rank_table)
+                           table_path, ranks=ranks)
 
 
 @cli_task("export.apps.synthesize", "export.graph",
@@ -247,7 +274,12 @@ def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None
 
 @cli_task("export.tools.bench",
           presets="comma-separated presets to measure (chess at batch 24 takes tens of seconds a step on 2 cores)",
-          steps="timed steps per tree after one warmup step (0: 10 for synthetic, 2 otherwise)")
-def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json") -> None:
-    """Sec/step of the NPU tree (emulated) vs the GPU tree, and each feeder's supply vs the step's demand."""
-    _run_entrypoint("export.tools.bench", _flags(presets=presets, steps=steps, out=out))
+          steps="timed steps per tree after one warmup step (0: 10 for synthetic, 2 otherwise)",
+          world_sizes="data-parallel process counts measured on the synthetic preset, e.g. 1,2 ('' skips; needs "
+                      "Horovod)")
+def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json",
+          world_sizes: str = "1,2", world_trees: str = "npu,gpu") -> None:
+    """Sec/step of the NPU tree (emulated) vs the GPU tree, each feeder's supply vs the step's demand, and
+    samples/s of 1 vs 2 data-parallel processes (scaling efficiency)."""
+    _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out,
+                                           "--world-sizes", world_sizes, "--world-trees", world_trees])

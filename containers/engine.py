@@ -114,16 +114,21 @@ def build_image(target: str, base_image: str, requirements: str, wheelhouse: str
     print(f"built {image} ({size / 1e9:.2f} GB) in {time.monotonic() - start:.0f} s", file=sys.stderr)
 
 
-def rank_table(target: str, run_dir: Path, devices: list[int], emulate: bool, container_path: bool) -> str | None:
-    """Write the HCCL rank table into the run dir for multi-NPU runs; return the path the trainer will see."""
-    if target != "npu" or len(devices) < 2:
+def rank_table(target: str, run_dir: Path, devices: list[int], emulate: bool, container_path: bool,
+               table: dict | None = None) -> str | None:
+    """Write the HCCL rank table (``table``, or one for this server) into the run dir for multi-NPU runs.
+
+    Returns the path the trainer will see.
+    """
+    if target != "npu" or (len(devices) < 2 and table is None):
         return None
-    if emulate:
-        server_id, ips = "127.0.0.1", {d: "127.0.0.1" for d in devices}
-    else:
-        server_id, ips = socket.gethostbyname(socket.gethostname()), launch.read_device_ips()
+    if table is None:
+        if emulate:
+            server_id, ips = "127.0.0.1", {d: "127.0.0.1" for d in devices}
+        else:
+            server_id, ips = socket.gethostbyname(socket.gethostname()), launch.read_device_ips()
     try:
-        host_path = launch.write_rank_table(run_dir, launch.rank_table(devices, server_id, ips))
+        host_path = launch.write_rank_table(run_dir, table or launch.rank_table(devices, server_id, ips))
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
     print(f"wrote rank table {host_path}", file=sys.stderr)
@@ -138,21 +143,26 @@ def check_npu_nodes(devices: list[int]) -> None:
                    "run on the CPU with --emulate", code=2)
 
 
-def train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None) -> None:
-    command = launch.train_command(target, devices, args, python=sys.executable)
-    envs = launch.process_envs(target, devices, rank_table)
+def train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
+                ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None) -> None:
+    command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts)
+    # Several GPU hosts: each rank sees every GPU of its host and picks its local rank's (gpu_training/distribute.py).
+    envs = [{}] if hosts else launch.process_envs(target, devices, rank_table, ranks=ranks)
     if emulate:
         envs = [dict(env, LIP2WAV_EMULATE="1") for env in envs]
     for env in envs:
         echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " +
-              " ".join(shlex.quote(a) for a in command))
-    code = launch.run_processes(command, envs, cwd=str(ROOT))
+             " ".join(shlex.quote(a) for a in command))
+    try:
+        code = launch.run_ranks(command, envs, emulate=emulate and target == "npu", cwd=str(ROOT))
+    except launch.LaunchError as exc:
+        raise Exit(str(exc), code=2) from None
     if code:
         raise Exit(f"{launch.train_module(target)} exited with {code}", code=code)
 
 
 def train_container(target: str, image: str, data: Path, run_dir: Path, devices: list[int], emulate: bool,
-                     args: list[str], rank_table: str | None) -> None:
+                    args: list[str], rank_table: str | None, ranks: tuple[list[int], int] | None = None) -> None:
     group = None
     if target == "npu" and not emulate:
         check_npu_nodes(devices)
@@ -166,6 +176,8 @@ def train_container(target: str, image: str, data: Path, run_dir: Path, devices:
         raise Exit(f"image {image} not built: run `invoke build-{target}` first", code=2) from None
     kwargs = launch.docker_run_kwargs(target, image, data, run_dir, devices, emulate, os.getuid(), os.getgid(),
                                       ["train"] + args, rank_table=rank_table is not None, device_group=group)
+    if ranks is not None:
+        kwargs["environment"].update(LIP2WAV_RANKS=",".join(str(r) for r in ranks[0]), RANK_SIZE=str(ranks[1]))
     echo(launch.docker_cli(kwargs))
     try:
         container = client.containers.create(**kwargs)

@@ -4,12 +4,15 @@ Pure functions, so tasks.py (host) and the image entrypoint (`python3 -m contain
 definition of "one process per device" and tests can check it without a Docker engine.
 Runs on the host (Python 3.11) and inside the images (Python 3.7), hence the 3.7 syntax.
 """
+import contextlib
 import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import time
+
 from common import atomic
 from common import cli
 from common import devices
@@ -23,6 +26,10 @@ RANK_TABLE_NAME = "rank_table.json"
 ASCEND_CONTROL_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 ASCEND_HOST_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/usr/local/bin/npu-smi")
 HCCN_CONF = "/etc/hccn.conf"
+# After one rank fails the others get SIGTERM, then SIGKILL this much later: a rank blocked in a collective
+# with a dead peer never reaches a step boundary, and the whole job must end within a minute.
+STOP_GRACE_SECONDS = 20
+GLOO_TIMEOUT_SECONDS = 30
 
 
 class LaunchError(Lip2WavError, ValueError):
@@ -95,6 +102,64 @@ def rank_table(devices, server_id, device_ips):
     }
 
 
+def validate_rank_table(table, where="rank table"):
+    """Check ``table`` against HCCL's documented format (version 1.0, every value a string); returns it.
+
+    rank_id must run 0..N-1 over all servers, each exactly once, and server_count must match the list.
+    """
+    def fail(problem):
+        raise LaunchError("%s: %s (format: devices.md, 'Ascend multi-device')" % (where, problem))
+
+    if not isinstance(table, dict):
+        fail("not a JSON object")
+    for key, value in (("version", "1.0"), ("status", "completed")):
+        if table.get(key) != value:
+            fail("%s must be the string %r, got %r" % (key, value, table.get(key)))
+    servers = table.get("server_list")
+    if not isinstance(servers, list) or not servers:
+        fail("server_list must be a non-empty list")
+    if table.get("server_count") != str(len(servers)):
+        fail("server_count must be the string %r (servers listed), got %r" % (str(len(servers)),
+                                                                              table.get("server_count")))
+    ranks = []
+    for server in servers:
+        if not isinstance(server, dict) or not isinstance(server.get("server_id"), str):
+            fail("every server needs a string server_id")
+        devices = server.get("device")
+        if not isinstance(devices, list) or not devices:
+            fail("server %s lists no device" % server["server_id"])
+        for device in devices:
+            for key in ("device_id", "device_ip", "rank_id"):
+                if not isinstance(device.get(key), str) or not device[key]:
+                    fail("server %s: every device needs a non-empty string %s" % (server["server_id"], key))
+            if not (device["device_id"].isdigit() and device["rank_id"].isdigit()):
+                fail("server %s: device_id and rank_id must be digit strings" % server["server_id"])
+            ranks.append(int(device["rank_id"]))
+    if sorted(ranks) != list(range(len(ranks))):
+        fail("rank_id values must be 0..%d, each once; got %s" % (len(ranks) - 1, sorted(ranks)))
+    return table
+
+
+def read_rank_table(path):
+    """A user-supplied rank table (several Ascend servers), validated."""
+    try:
+        with open(str(path)) as handle:
+            table = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise LaunchError("cannot read rank table %s (%s): pass a JSON file in HCCL's format" % (path, error))
+    return validate_rank_table(table, str(path))
+
+
+def server_ranks(table, server_id):
+    """[(device_id, rank_id)] of the server ``server_id`` in a validated rank table, and the total rank count."""
+    servers = dict((server["server_id"], server["device"]) for server in table["server_list"])
+    if server_id not in servers:
+        raise LaunchError("server %s is not in the rank table (servers: %s): pass --server-id as listed"
+                          % (server_id, ", ".join(sorted(servers))))
+    total = sum(len(devices) for devices in servers.values())
+    return [(int(d["device_id"]), int(d["rank_id"])) for d in servers[server_id]], total
+
+
 def write_rank_table(run_dir, table):
     """Write rank_table.json into the run dir atomically; returns its path."""
     os.makedirs(str(run_dir), exist_ok=True)
@@ -103,60 +168,139 @@ def write_rank_table(run_dir, table):
     return path
 
 
-def process_envs(target, devices, rank_table_file=None, job_id="lip2wav"):
+def process_envs(target, devices, rank_table_file=None, job_id="lip2wav", container=False, ranks=None):
     """One environment overlay per training process (Ascend: one process per device; GPU: one overall).
 
     GPU multi-device runs get their ranks from horovodrun, so the GPU overlay only selects the devices.
+    Ascend: DEVICE_ID is the physical id (as in the rank table); ASCEND_DEVICE_ID, which the adapter prefers,
+    is the logical id: inside a container that sees only ``devices`` the driver numbers them 0..N-1 in
+    physical order, on the host (every device visible) logical and physical ids coincide.
+    ``ranks`` = (rank ids in device order, rank count) from a several-server rank table; default: positions.
     """
     if target == "gpu":
         return [{"CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices)}]
     train_module(target)
-    if len(devices) > 1 and not rank_table_file:
+    rank_ids, rank_size = ranks or (list(range(len(devices))), len(devices))
+    if rank_size > 1 and not rank_table_file:
         raise LaunchError("several NPUs need a rank table: pass rank_table_file")
     envs = []
-    for rank, device in enumerate(devices):
-        env = {"DEVICE_ID": str(device), "ASCEND_DEVICE_ID": str(device), "RANK_ID": str(rank),
-               "RANK_SIZE": str(len(devices)), "JOB_ID": job_id}
-        if len(devices) > 1:
+    for rank, device in zip(rank_ids, devices):
+        logical = sorted(devices).index(device) if container else device
+        env = {"DEVICE_ID": str(device), "ASCEND_DEVICE_ID": str(logical), "RANK_ID": str(rank),
+               "RANK_SIZE": str(rank_size), "JOB_ID": job_id}
+        if rank_size > 1:
             env["RANK_TABLE_FILE"] = str(rank_table_file)
         envs.append(env)
     return envs
 
 
-def train_command(target, devices, args, python="python3"):
-    """argv of one training process; for GPUs on several devices, the horovodrun line that starts them all."""
+@contextlib.contextmanager
+def gloo_rendezvous(envs):
+    """Serve Horovod's Gloo rendezvous for one process per overlay on this host; yield the overlays extended.
+
+    The NPU tree's CPU emulation all-reduces through Horovod over Gloo (npu_training/distribute.py): the
+    processes keep their NPU environment (RANK_ID, ...) and Horovod rank == RANK_ID.
+    """
+    try:
+        from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
+        from horovod.runner.gloo_run import create_slot_env_vars
+        from horovod.runner.http.http_server import RendezvousServer
+    except ImportError as error:
+        raise LaunchError("emulating %d NPU processes needs Horovod with Gloo (%s): HOROVOD_WITH_TENSORFLOW=1 "
+                          "HOROVOD_WITH_GLOO=1 pip install horovod==0.28.1, or train on one device"
+                          % (len(envs), error))
+    plan = get_host_assignments(parse_hosts("localhost:%d" % len(envs)), len(envs))
+    server = RendezvousServer()
+    port = server.start()
+    server.init(plan)
+    common = {"HOROVOD_GLOO_RENDEZVOUS_ADDR": "127.0.0.1", "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
+              "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo", "HOROVOD_GLOO_IFACE": "lo",
+              "HOROVOD_GLOO_TIMEOUT_SECONDS": str(GLOO_TIMEOUT_SECONDS)}
+    try:
+        yield [dict(env, **dict(common, **create_slot_env_vars(slot))) for env, slot in zip(envs, plan)]
+    finally:
+        server.stop()
+
+
+def parse_hosts(text):
+    """'h1:8,h2:8' -> [('h1', 8), ('h2', 8)]: horovodrun's -H syntax, checked."""
+    hosts = []
+    for part in [p.strip() for p in str(text).split(",") if p.strip()]:
+        name, _, slots = part.rpartition(":")
+        if not name or not slots.isdigit() or int(slots) < 1:
+            raise LaunchError("host %r is not HOST:PROCESSES: pass e.g. --hosts h1:8,h2:8" % part)
+        hosts.append((name, int(slots)))
+    if not hosts:
+        raise LaunchError("no hosts given: pass e.g. --hosts h1:8,h2:8")
+    return hosts
+
+
+def train_command(target, devices, args, python="python3", hosts=None):
+    """argv of one training process; for GPUs on several devices or hosts, the horovodrun line starting them all.
+
+    ``hosts``: [(host, processes)] for a multi-host GPU run (horovodrun reaches the others over ssh).
+    """
     command = [python, "-m", train_module(target)] + list(args)
-    if target == "gpu" and len(devices) > 1:
-        n = str(len(devices))
-        return ["horovodrun", "-np", n, "-H", "localhost:" + n] + command
+    if target == "gpu" and (hosts or len(devices) > 1):
+        hosts = hosts or [("localhost", len(devices))]
+        total = sum(slots for _, slots in hosts)
+        return [_horovodrun(python), "-np", str(total), "-H", ",".join("%s:%d" % h for h in hosts)] + command
     return command
 
 
-def run_processes(command, envs, cwd=None):
-    """Start one process per env overlay, forward SIGINT/SIGTERM, return the first non-zero exit code (or 0)."""
+def _horovodrun(python):
+    """horovodrun next to ``python`` (a virtualenv's bin, not necessarily on PATH), else from PATH."""
+    beside = os.path.join(os.path.dirname(python), "horovodrun")
+    return beside if os.path.isfile(beside) else "horovodrun"
+
+
+def run_processes(command, envs, cwd=None, grace_seconds=STOP_GRACE_SECONDS):
+    """Start one process per env overlay, forward SIGINT/SIGTERM, return the first non-zero exit code (or 0).
+
+    When a process fails, one line names its rank and exit status, the others get SIGTERM and, after
+    ``grace_seconds``, SIGKILL: a dead rank ends the job in bounded time instead of leaving its peers
+    blocked in a collective. (Checkpoints stay whole: TensorFlow switches its `checkpoint` index file
+    atomically, after the files it names are complete.)
+    """
     if len(envs) == 1:
         return subprocess.call(command, env=dict(os.environ, **envs[0]), cwd=cwd)
     procs = [subprocess.Popen(command, env=dict(os.environ, **env), cwd=cwd) for env in envs]
+    stopping = []  # signals forwarded from the user: ranks then exit non-zero by design while the chief saves
 
-    def forward(signum, _frame):
+    def send(signum):
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
+    def forward(signum, _frame):
+        stopping.append(signum)
+        send(signum)
+
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         code = 0
+        kill_at = None
         pending = list(procs)
         while pending:
             for proc in list(pending):
-                try:
-                    status = proc.wait(timeout=0.5)
-                except subprocess.TimeoutExpired:
+                status = proc.poll()
+                if status is None:
                     continue
                 pending.remove(proc)
                 if status != 0 and code == 0:
-                    code = status
-                    forward(signal.SIGTERM, None)
+                    code = status if status > 0 else 128 - status
+                    if stopping:
+                        continue
+                    rank = envs[procs.index(proc)].get("RANK_ID", str(procs.index(proc)))
+                    print("rank %s (pid %d) exited with status %d%s: stopping the other ranks"
+                          % (rank, proc.pid, status, " (signal %d)" % -status if status < 0 else ""),
+                          file=sys.stderr, flush=True)
+                    send(signal.SIGTERM)
+                    kill_at = time.monotonic() + grace_seconds
+            if kill_at is not None and time.monotonic() > kill_at:
+                send(signal.SIGKILL)
+                kill_at = None
+            time.sleep(0.2)
         return code
     finally:
         for signum, handler in previous.items():
@@ -230,15 +374,30 @@ def docker_cli(kwargs):
 
 
 def _container_train(argv):
-    """`train` inside an image: pick the tree from LIP2WAV_TARGET, one process per device in LIP2WAV_DEVICES."""
+    """`train` inside an image: pick the tree from LIP2WAV_TARGET, one process per device in LIP2WAV_DEVICES.
+
+    The container sees only these devices, so their logical ids are 0..N-1 (process_envs(container=True)).
+    LIP2WAV_RANKS (rank ids in device order) and RANK_SIZE come from a several-server rank table.
+    """
     target = os.environ.get("LIP2WAV_TARGET", "")
     devices = parse_devices(os.environ.get("LIP2WAV_DEVICES", "0"))
-    envs = process_envs(target, devices, os.environ.get("RANK_TABLE_FILE"))
+    ranks = None
+    if os.environ.get("LIP2WAV_RANKS"):
+        ranks = (parse_devices(os.environ["LIP2WAV_RANKS"]), int(os.environ["RANK_SIZE"]))
+    envs = process_envs(target, devices, os.environ.get("RANK_TABLE_FILE"), container=True, ranks=ranks)
     command = train_command(target, devices, argv, python=sys.executable)
     if len(envs) == 1:
         os.environ.update(envs[0])
         os.execvp(command[0], command)
-    return run_processes(command, envs)
+    return run_ranks(command, envs, emulate=os.environ.get("LIP2WAV_EMULATE") == "1")
+
+
+def run_ranks(command, envs, emulate, cwd=None):
+    """run_processes for NPU ranks; emulated ranks also get the Gloo rendezvous their collectives need."""
+    if not emulate or len(envs) == 1:
+        return run_processes(command, envs, cwd=cwd)
+    with gloo_rendezvous(envs) as gloo_envs:
+        return run_processes(command, gloo_envs, cwd=cwd)
 
 
 def main(argv=None):

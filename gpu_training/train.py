@@ -2,11 +2,12 @@
 
 Wires the FIFOQueue feeder, the dynamic-length decode loop and the GPU session config
 into the shared loop of common/training/loop.py. Without a GPU it runs on the CPU.
+Started by horovodrun, each process trains one data-parallel rank (gpu_training/distribute.py).
 """
 import sys
 
 from common.training import loop as training
-from gpu_training import session
+from gpu_training import distribute, session
 from gpu_training.decoder import dynamic_decode_loop
 from gpu_training.feeder import Feeder
 
@@ -32,6 +33,7 @@ BACKEND = training.Backend(
                                                           xla=options.xla, emulate=training.emulation_requested()),
     wrap_optimizer=lambda options: (lambda opt: session.wrap_optimizer(opt, options.mixed_precision)),
     describe_device=lambda options: session.describe_device(emulate=training.emulation_requested()),
+    distribution=lambda options: distribute.distribution(emulate=training.emulation_requested()),
 )
 
 

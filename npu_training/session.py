@@ -102,10 +102,18 @@ def cpu_config():
 
 
 def npu_bridge_available():
-    """True when the CANN TF Adapter (npu_bridge) imports; importing it registers NpuOptimizer."""
+    """True when the CANN TF Adapter (npu_bridge) imports; importing it registers NpuOptimizer.
+
+    Where CANN's libhcomm.so is missing the import raises ValueError("load hccl lib error"), not
+    ImportError: that too means "not available", said in one line.
+    """
     try:
         import npu_bridge  # noqa: F401 (imported for its side effect)
     except ImportError:
+        return False
+    except ValueError as error:
+        LOG.warning("npu_bridge is installed but cannot load CANN's HCCL library (%s): source "
+                    "/usr/local/Ascend/ascend-toolkit/set_env.sh to use the NPU", error)
         return False
     return True
 
@@ -116,7 +124,7 @@ def session_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1,
     The arguments are validated in both cases so a workstation run catches a bad setting.
     """
     config = npu_optimizer_config(precision_mode, iterations_per_loop, mix_compile_mode)
-    if _emulating():
+    if emulating():
         return cpu_config()
     LOG.info("Ascend session: precision_mode=%s iterations_per_loop=%d", precision_mode, iterations_per_loop)
     return config
@@ -124,7 +132,7 @@ def session_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1,
 
 def describe_device(environ=None):
     """Log (one line per process for the CPU fallback) and return "npu" or "cpu": where the graph runs."""
-    if _emulating(environ):
+    if emulating(environ):
         return "cpu"
     env = device_env(environ)
     LOG.info("training on Ascend device %d (rank %d of %d)", env.device_id, env.rank_id, env.rank_size)
@@ -134,13 +142,18 @@ def describe_device(environ=None):
 def wrap_optimizer(opt, loss_scaling=False, is_distributed=False):
     """Optionally wrap ``opt`` in NPU loss scaling (off by default: the Lip2Wav port trained without it).
 
+    ``opt`` arrives already wrapped for data parallelism (NPUDistributedOptimizer): the loss-scale optimizer
+    only all-reduces the overflow flag (is_distributed), never the gradients, so it must sit outside.
+    Whether the device is used is decided by the emulation switch, so a forced emulation on an NPU image
+    never puts the float-status ops into a CPU session.
+
     The Ascend 910 detects fp16 overflow only in saturation mode, so the NPU's own
     NPULossScaleOptimizer must do it, not TF's. On the CPU emulation ``opt`` is returned as is.
     """
     if not loss_scaling:
         return opt
-    if not npu_bridge_available():
-        LOG.warning("npu_bridge not importable: loss scaling skipped on the CPU")
+    if emulating():
+        LOG.warning("emulating on the CPU: NPU loss scaling skipped (its float-status ops need the device)")
         return opt
     from npu_bridge.estimator.npu.npu_loss_scale_manager import ExponentialUpdateLossScaleManager
     from npu_bridge.estimator.npu.npu_loss_scale_optimizer import NPULossScaleOptimizer
@@ -149,7 +162,7 @@ def wrap_optimizer(opt, loss_scaling=False, is_distributed=False):
     return NPULossScaleOptimizer(opt, manager, is_distributed=is_distributed)
 
 
-def _emulating(environ=None):
+def emulating(environ=None):
     """True (after logging why, once per process) when the NPU graph runs on the CPU."""
     if emulation_requested(environ):
         _warn_emulating("%s=1" % EMULATE_ENV)

@@ -7,7 +7,7 @@ same graph runs on the CPU (emulation) and one log line says so.
 import sys
 
 from common.training import loop as training
-from npu_training import session
+from npu_training import distribute, session
 from npu_training.decoder import static_decode_loop
 from npu_training.feeder import Feeder
 
@@ -38,6 +38,7 @@ BACKEND = training.Backend(
     session_config=lambda options: session.session_config(precision_mode=options.precision_mode),
     wrap_optimizer=_wrap_optimizer,
     describe_device=lambda options: session.describe_device(),
+    distribution=lambda options: distribute.distribution(),
 )
 
 

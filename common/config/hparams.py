@@ -105,6 +105,10 @@ DECLARED = {
     "tacotron_decay_steps": (50000, "Steps over which the learning rate falls by tacotron_decay_rate.", COUNT),
     "tacotron_decay_rate": (0.5, "Learning-rate decay factor per tacotron_decay_steps.", SHARE),
     "tacotron_final_learning_rate": (1e-5, "Learning-rate floor.", POSITIVE),
+    "tacotron_lr_scaling": ("sqrt", "Data-parallel learning rate: x1 (none), x world size (linear) or "
+                                    "x sqrt(world size) (sqrt); README 'Several devices' says why sqrt."),
+    "tacotron_lr_warmup_steps": (1000, "Steps over which a scaled learning rate ramps up from the 1-device rate.",
+                                 NON_NEGATIVE),
     "tacotron_adam_beta1": (0.9, "Adam beta1.", FRACTION),
     "tacotron_adam_beta2": (0.999, "Adam beta2.", FRACTION),
     "tacotron_adam_epsilon": (1e-6, "Adam epsilon.", POSITIVE),

@@ -294,10 +294,12 @@ class BatchSource(object):
     order, so the sequence depends only on the seed (also with several workers). Use as a context
     manager or call close(); after close() iteration stops. A worker's exception is re-raised by
     the next ``next()``. ``first_batch`` lets a resumed run continue the same sequence.
+    ``shard_index`` of ``shard_count`` (data-parallel ranks) keeps the windows whose start frame
+    % shard_count == shard_index, so ranks read disjoint windows of every clip.
     """
 
     def __init__(self, data_dir, split, hp, batch_size=None, seed=None, workers=2, depth=4, index=None,
-                 first_batch=0, max_bad_share=DEFAULT_MAX_BAD_SHARE):
+                 first_batch=0, max_bad_share=DEFAULT_MAX_BAD_SHARE, shard_index=0, shard_count=1):
         self.hp = hp
         self.index = index if index is not None else ClipIndex(data_dir, split, hp)
         self.batch_size = int(batch_size or hp.tacotron_batch_size)
@@ -305,6 +307,10 @@ class BatchSource(object):
         self.workers = max(int(workers), 1)
         self.first_batch = int(first_batch)
         self.max_bad_share = float(max_bad_share)
+        if not 0 <= shard_index < shard_count:
+            raise DatasetError("shard %d of %d does not exist: ranks are 0..%d" % (shard_index, shard_count,
+                                                                                  shard_count - 1))
+        self.shard_index, self.shard_count = int(shard_index), int(shard_count)
         if self.index.usable_windows == 0:
             raise DatasetError("no window of T=%d frames and mel_step_size=%d mel frames fits any clip of split %s; "
                                "use longer clips or smaller T/mel_step_size" % (hp.T, hp.mel_step_size, split))
@@ -438,7 +444,7 @@ class BatchSource(object):
                 raise DatasetError("%d windows in a row were unusable (%s); check the crops of split %s"
                                    % (rejections, dict(skipped), self.index.split))
             clip = self.index.clips[rng.choice(len(self.index.clips), p=self._weights)]
-            start = int(rng.randint(clip.num_frames))
+            start = self._shard_start(rng, clip.num_frames)
             if clip.id in self._quarantined:
                 problem = "corrupt_clip"
             else:
@@ -460,6 +466,11 @@ class BatchSource(object):
             "mel_targets": mels,
             "speaker_embeddings": np.zeros((self.batch_size, hp.speaker_embedding_dim), dtype=np.float32),
         }
+
+    def _shard_start(self, rng, num_frames):
+        """A random start frame of this shard (any start frame with one shard)."""
+        starts_in_shard = max(-(-(num_frames - self.shard_index) // self.shard_count), 1)
+        return self.shard_index + self.shard_count * int(rng.randint(starts_in_shard))
 
     def _fill(self, clip, start, frames_out, mels_out, spectrograms):
         """Read one window into the batch arrays; returns a skip reason or None.

@@ -7,6 +7,7 @@ lives here, so variable names, and therefore checkpoints, are the same in both t
 import collections
 import math
 
+from common.config.hparams import HParamsError
 from common.model.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout
 from common.tf_compat import tf
 
@@ -206,12 +207,32 @@ def losses(hp, outputs, mel_targets):
     return Losses(decoder + post + stop + regularization, decoder, post, stop, regularization)
 
 
-def learning_rate(hp, global_step):
-    """Exponential decay from tacotron_start_decay, floored at tacotron_final_learning_rate."""
+LR_SCALINGS = {"none": lambda size: 1.0, "linear": float, "sqrt": math.sqrt}
+
+
+def learning_rate_scale(hp, world_size):
+    """The factor tacotron_lr_scaling gives ``world_size`` data-parallel processes (1.0 for one process)."""
+    if hp.tacotron_lr_scaling not in LR_SCALINGS:
+        raise HParamsError("tacotron_lr_scaling=%r: use one of %s" % (hp.tacotron_lr_scaling,
+                                                                       ", ".join(sorted(LR_SCALINGS))))
+    return LR_SCALINGS[hp.tacotron_lr_scaling](world_size)
+
+
+def learning_rate(hp, global_step, world_size=1):
+    """Exponential decay from tacotron_start_decay, floored at tacotron_final_learning_rate.
+
+    With several processes the whole schedule is multiplied by learning_rate_scale, reached linearly over
+    tacotron_lr_warmup_steps from the 1-process rate (Goyal et al. 2017): early Adam moments are noisy.
+    """
     step = tf.cast(global_step, tf.float32)
     decayed = hp.tacotron_initial_learning_rate * tf.pow(
         hp.tacotron_decay_rate, tf.maximum(step - hp.tacotron_start_decay, 0.0) / hp.tacotron_decay_steps)
-    return tf.maximum(decayed, hp.tacotron_final_learning_rate)
+    rate = tf.maximum(decayed, hp.tacotron_final_learning_rate)
+    scale = learning_rate_scale(hp, world_size)
+    if scale == 1.0:
+        return rate
+    ramp = tf.minimum(step / float(max(hp.tacotron_lr_warmup_steps, 1)), 1.0)
+    return rate * (1.0 + (scale - 1.0) * ramp)
 
 
 def teacher_forcing_ratio(hp, global_step):
@@ -223,9 +244,9 @@ def teacher_forcing_ratio(hp, global_step):
     return final + (init - final) * 0.5 * (1.0 + tf.cos(math.pi * progress))
 
 
-def train_op(hp, loss, global_step, wrap_optimizer=None):
-    """Adam with clipped gradients; ``wrap_optimizer`` lets a device add mixed precision."""
-    lr = learning_rate(hp, global_step)
+def train_op(hp, loss, global_step, wrap_optimizer=None, world_size=1):
+    """Adam with clipped gradients; ``wrap_optimizer`` lets a device add mixed precision and gradient averaging."""
+    lr = learning_rate(hp, global_step, world_size)
     optimizer = tf.train.AdamOptimizer(lr, hp.tacotron_adam_beta1, hp.tacotron_adam_beta2,
                                        hp.tacotron_adam_epsilon)
     if wrap_optimizer is not None:

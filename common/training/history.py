@@ -58,8 +58,9 @@ def truncate_log(run_dir, last_step):
                  "those steps are trained again", path, dropped, last_step)
 
 
-def append_log(run_dir, record):
-    with open(os.path.join(run_dir, LOG_NAME), "a") as f:
+def append_log(path, record):
+    """One JSON line appended to a log (the chief's LOG_NAME, or a rank's own)."""
+    with open(path, "a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 

@@ -9,6 +9,8 @@ Run directory layout (the same for every device, so runs compare side by side):
   train_log.jsonl       one JSON line per logged step, with units (cut back to the checkpoint on resume)
   run_summary.json      network, device tree, batch size, sec/step, samples/s, loss, wall time, and every
                         segment of the run (see history.py); rewritten at every checkpoint
+  distribution.json     world size and batch sizes of a data-parallel run (resume refuses another world size)
+  train_log.rank<N>.jsonl   rank N's own log lines; every other file above is written by rank 0 only
 """
 import argparse
 import contextlib
@@ -33,10 +35,12 @@ from common.data.dataset import BatchSource, DEFAULT_MAX_BAD_SHARE
 from common.tf_compat import tf
 from common.errors import Lip2WavError
 from common.training import checkpoints
+from common.training import distribute
 from common.training import history as history_lib
 from common.training.checkpoints import checkpoint_step
 
 LOG = logging.getLogger("lip2wav.train")
+DISTRIBUTION_FILE = "distribution.json"
 EMULATE_ENV = "LIP2WAV_EMULATE"
 # Signals that stop training after a checkpoint: Ctrl-C, and SIGTERM from docker stop, schedulers,
 # preemption and a launcher whose other rank failed. The exit code is the shell's 128 + signal number
@@ -69,11 +73,12 @@ class Backend(object):
     defaults are the trees' defaults); add_arguments(parser) declares them as flags and
     options_from_args(args) reads them back, so tools build options without a command line;
     session_config(options) -> ConfigProto; wrap_optimizer(options) -> callable or None;
-    describe_device(options) logs the one line saying where the graph runs.
+    describe_device(options) logs the one line saying where the graph runs;
+    distribution(options) -> common.training.distribute.Distribution (default: one process).
     """
 
     def __init__(self, name, decode_loop, feeder_class, options, add_arguments, options_from_args,
-                 session_config, wrap_optimizer, describe_device):
+                 session_config, wrap_optimizer, describe_device, distribution=None):
         self.name = name
         self.decode_loop = decode_loop
         self.feeder_class = feeder_class
@@ -83,6 +88,7 @@ class Backend(object):
         self.session_config = session_config
         self.wrap_optimizer = wrap_optimizer
         self.describe_device = describe_device
+        self.distribution = distribution or (lambda options: distribute.Distribution())
 
 
 def build_parser(backend):
@@ -149,10 +155,21 @@ def resolve_run_hparams(args):
     return restored
 
 
+def optimizer_wrapper(backend, options, distribution):
+    """The device's wrapper (loss scaling, mixed precision) around the distribution's (gradient averaging).
+
+    This nesting is the one both stacks document: loss scaling scales the loss, the inner wrapper averages
+    the scaled gradients over ranks, the outer one unscales them and checks overflow (on every rank).
+    """
+    device_wrapper = backend.wrap_optimizer(options) or (lambda opt: opt)
+    return lambda opt: device_wrapper(distribution.wrap_optimizer(opt))
+
+
 class TrainingGraph(object):
     """The training graph: feeder -> model -> losses -> train op, plus summaries."""
 
-    def __init__(self, backend, options, hp, source):
+    def __init__(self, backend, options, hp, source, distribution=None):
+        self.distribution = distribution or distribute.Distribution()
         batch = hp.tacotron_batch_size
         self.feeder = backend.feeder_class(source, hp, batch)
         self.global_step = tf.train.get_or_create_global_step()
@@ -163,7 +180,8 @@ class TrainingGraph(object):
                                  teacher_forcing_ratio=self.teacher_forcing_ratio)
         self.losses = model_lib.losses(hp, self.outputs, self.feeder.mel_targets)
         self.train_op, self.learning_rate, self.grad_norm = model_lib.train_op(
-            hp, self.losses.total, self.global_step, backend.wrap_optimizer(options))
+            hp, self.losses.total, self.global_step, optimizer_wrapper(backend, options, self.distribution),
+            world_size=self.distribution.size)
         self.scalars = {
             "loss": self.losses.total, "decoder_loss": self.losses.decoder, "postnet_loss": self.losses.postnet,
             "stop_loss": self.losses.stop, "regularization_loss": self.losses.regularization,
@@ -175,6 +193,7 @@ class TrainingGraph(object):
         # Retention is checkpoints.prune's: it counts every checkpoint in the folder, not only this Saver's.
         self.saver = tf.train.Saver(max_to_keep=None)
         self.checkpoint_bytes = sum(v.shape.num_elements() * v.dtype.base_dtype.size for v in tf.global_variables())
+        self.broadcast = self.distribution.broadcast_op()
 
 
 def _save_plots(run_dir, step, values):
@@ -220,12 +239,14 @@ def _filesystem_error(error, path, needed_bytes):
                          % (getattr(error, "filename", None) or path, getattr(error, "strerror", None) or error))
 
 
-def _restorable_checkpoint(run_dir):
-    """The newest intact checkpoint (damaged ones moved aside, leftovers of killed saves removed), or None."""
+def _restorable_checkpoint(run_dir, chief=True):
+    """The newest intact checkpoint, or None; the chief also moves damaged ones aside and removes leftovers of
+    killed saves (the other ranks only read the shared directory)."""
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     try:
-        checkpoints.remove_partial_writes(checkpoint_dir)
-        checkpoint = checkpoints.newest_intact(checkpoint_dir, quarantine=True)
+        if chief:
+            checkpoints.remove_partial_writes(checkpoint_dir)
+        checkpoint = checkpoints.newest_intact(checkpoint_dir, quarantine=chief)
     except OSError as error:
         raise _filesystem_error(error, checkpoint_dir, 0)
     if checkpoint is None and checkpoints.list_checkpoints(checkpoint_dir):
@@ -234,8 +255,12 @@ def _restorable_checkpoint(run_dir):
     return checkpoint
 
 
-def _prepare_run_dir(run_dir, hp, restored_step):
-    """Create the layout, save hparams.json (only if it changed) and cut the log back to the restored step."""
+def _prepare_run_dir(run_dir, hp, restored_step, distribution):
+    """Create the layout, save hparams.json (only if it changed) and the world size, cut the log back to the
+    restored step (the chief's files; another rank only starts its own log afresh)."""
+    if not distribution.is_chief:
+        atomic.remove_quietly(_train_log_path(run_dir, distribution))
+        return
     try:
         for sub in ("checkpoints", "plots"):
             os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
@@ -244,6 +269,7 @@ def _prepare_run_dir(run_dir, hp, restored_step):
         raise _filesystem_error(OSError(error.errno, error.strerror, run_dir), run_dir, 0)
     try:
         hp.save(os.path.join(run_dir, "hparams.json"))
+        _save_world_size(run_dir, hp, distribution)
         history_lib.truncate_log(run_dir, restored_step)
     except OSError as error:
         raise _filesystem_error(error, run_dir, 0)
@@ -252,19 +278,24 @@ def _prepare_run_dir(run_dir, hp, restored_step):
 class _Run(object):
     """What the loop needs besides the graph: flags, hparams, data source, this segment and the earlier ones."""
 
-    def __init__(self, backend, args, hp, source, restored_step):
+    def __init__(self, backend, args, hp, source, restored_step, distribution):
         self.backend, self.args, self.hp, self.source = backend, args, hp, source
+        self.distribution = distribution
         self.segment = history_lib.Segment()
         self.earlier_segments = history_lib.previous_segments(args.run_dir, restored_step)
 
     def write_summary(self, graph, last_step, ended):
+        """The run summary (written by the chief only; every rank returns its own)."""
         summary = _run_summary(self, graph.feeder, last_step, ended)
-        atomic.write_json(os.path.join(self.args.run_dir, history_lib.SUMMARY_NAME), summary)
+        if self.distribution.is_chief:
+            atomic.write_json(os.path.join(self.args.run_dir, history_lib.SUMMARY_NAME), summary)
         return summary
 
 
 def _save_checkpoint(graph, sess, run, step, ended="running"):
-    """Checkpoint, then the run summary that covers it."""
+    """Checkpoint, then the run summary that covers it (the chief's; the other ranks write neither)."""
+    if not run.distribution.is_chief:
+        return run.write_summary(graph, step, ended)
     checkpoints.save(graph.saver, sess, os.path.join(run.args.run_dir, "checkpoints"), step,
                      keep=run.args.keep_checkpoints, estimate_bytes=graph.checkpoint_bytes)
     return run.write_summary(graph, step, ended)
@@ -279,32 +310,40 @@ def train(backend, args):
 def _train(backend, args, stop):
     check_flags(args)
     hp = resolve_run_hparams(args)
-    checkpoint = _restorable_checkpoint(args.run_dir)
+    options = backend.options_from_args(args)
+    distribution = backend.distribution(options)
+    chief = distribution.is_chief
+    checkpoint = _restorable_checkpoint(args.run_dir, chief)
     start_step = checkpoint_step(checkpoint) if checkpoint else 0
     if start_step >= args.steps:
         LOG.info("%s is already at step %d (>= --steps %d); nothing to do", args.run_dir, start_step, args.steps)
         return {}
-    options = backend.options_from_args(args)
     backend.describe_device(options)
-    source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
-                         workers=args.workers, first_batch=start_step, max_bad_share=args.max_bad_share)
-    _prepare_run_dir(args.run_dir, hp, start_step)
-    run = _Run(backend, args, hp, source, start_step)
+    _check_world_size(args.run_dir, hp, distribution, checkpoint)
+    if distribution.size > 1:
+        LOG.info("data parallel: %s", distribution.describe())
+    shard = distribution.data_shard(hp.tacotron_random_seed)
+    source = BatchSource(args.data, args.split, hp, hp.tacotron_batch_size, seed=shard.seed,
+                         workers=args.workers, first_batch=start_step, max_bad_share=args.max_bad_share,
+                         shard_index=shard.index, shard_count=shard.count)
+    _prepare_run_dir(args.run_dir, hp, start_step, distribution)
+    run = _Run(backend, args, hp, source, start_step, distribution)
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
-    graph = TrainingGraph(backend, options, hp, source)
-    writer = tf.summary.FileWriter(args.run_dir)
-    with tf.Session(config=backend.session_config(options)) as sess:
+    graph = TrainingGraph(backend, options, hp, source, distribution)
+    writer = tf.summary.FileWriter(args.run_dir) if chief else None
+    with tf.Session(config=distribution.configure_session(backend.session_config(options))) as sess:
         sess.run(tf.global_variables_initializer())
         if checkpoint:
             graph.saver.restore(sess, checkpoint)
             LOG.info("resumed from %s", checkpoint)
-        else:
+        elif chief:
             writer.add_graph(sess.graph)
+        _broadcast_initial_state(graph, sess, start_step)
         step = int(sess.run(graph.global_step))
         graph.feeder.start(sess)
         progress = tqdm(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
-                        dynamic_ncols=True, disable=None)
+                        dynamic_ncols=True, disable=None if chief else True)
         try:
             while step < args.steps and stop.signum is None:
                 step = _train_step(graph, sess, run, writer, progress, step)
@@ -312,15 +351,59 @@ def _train(backend, args, stop):
                 raise _stopped(graph, sess, run, step, stop.signum)
             summary = (run.write_summary(graph, step, "finished") if step % args.checkpoint_every == 0
                        else _save_checkpoint(graph, sess, run, step, "finished"))
-            history_lib.plot_losses(args.run_dir)
+            if chief:
+                history_lib.plot_losses(args.run_dir)
         except OSError as error:
             raise _filesystem_error(error, args.run_dir, graph.checkpoint_bytes)
         finally:
             progress.close()
             graph.feeder.stop()
-            writer.close()
-    LOG.info("run summary: %s", json.dumps(summary, sort_keys=True))
+            if writer is not None:
+                writer.close()
+    LOG.info("run summary%s: %s", "" if chief else " of rank %d" % distribution.rank,
+             json.dumps(summary, sort_keys=True))
     return summary
+
+
+def _check_world_size(run_dir, hp, distribution, checkpoint):
+    """Refuse to resume with another world size: the global batch and the scaled learning rate depend on it."""
+    if not checkpoint:
+        return
+    path = os.path.join(run_dir, DISTRIBUTION_FILE)
+    recorded = 1
+    if os.path.isfile(path):
+        with open(path) as f:
+            recorded = int(json.load(f)["world_size"])
+    if recorded != distribution.size:
+        raise TrainingError(
+            "%s was trained by %d process(es) (global batch %d) and this run has %d: the global batch and the "
+            "scaled learning rate would change mid-run; resume with %d process(es) (as many --devices) or start "
+            "a new --run-dir" % (run_dir, recorded, recorded * hp.tacotron_batch_size, distribution.size, recorded))
+
+
+def _save_world_size(run_dir, hp, distribution):
+    atomic.write_json(os.path.join(run_dir, DISTRIBUTION_FILE), {
+        "world_size": distribution.size, "distribution": distribution.name,
+        "per_device_batch_size": hp.tacotron_batch_size,
+        "global_batch_size": hp.tacotron_batch_size * distribution.size})
+
+
+def _broadcast_initial_state(graph, sess, start_step):
+    """Copy rank 0's freshly initialised or restored variables to every rank; every rank must be at its step."""
+    if graph.broadcast is None:
+        return
+    sess.run(graph.broadcast)
+    step = int(sess.run(graph.global_step))
+    if step != start_step:
+        raise TrainingError("rank %d restored step %d but rank 0 is at step %d: every host must see the same "
+                            "--run-dir (a shared file system)" % (graph.distribution.rank, start_step, step))
+
+
+def _train_log_path(run_dir, distribution):
+    """train_log.jsonl for the chief, train_log.rank<N>.jsonl for rank N."""
+    if distribution.is_chief:
+        return os.path.join(run_dir, history_lib.LOG_NAME)
+    return os.path.join(run_dir, "train_log.rank%d.jsonl" % distribution.rank)
 
 
 def _stopped(graph, sess, run, step, signum):
@@ -334,7 +417,8 @@ def _stopped(graph, sess, run, step, signum):
         run.write_summary(graph, step, "stopped by %s" % name)
     else:
         _save_checkpoint(graph, sess, run, step, "stopped by %s" % name)
-    history_lib.plot_losses(run.args.run_dir)
+    if run.distribution.is_chief:
+        history_lib.plot_losses(run.args.run_dir)
     return TrainingStopped("stopped by %s at step %d; checkpoint saved, rerun the same command to resume"
                            % (name, step), signum)
 
@@ -360,13 +444,15 @@ def _train_step(graph, sess, run, writer, progress, step):
     progress.update(1)
     progress.set_postfix(loss="%.4f" % loss, sec_per_step="%.2f" % seconds)
     if want_log:
-        writer.add_summary(values["summary"], next_step)
+        if writer is not None:
+            writer.add_summary(values["summary"], next_step)
         record = dict((k, float(v)) for k, v in values["scalars"].items())
         record.update(step=next_step, sec_per_step=seconds, time=time.time())
-        history_lib.append_log(args.run_dir, record)
+        history_lib.append_log(_train_log_path(args.run_dir, graph.distribution), record)
     if want_checkpoint:
         _save_checkpoint(graph, sess, run, next_step)
-        _save_plots(args.run_dir, next_step, values["plots"])
+        if graph.distribution.is_chief:
+            _save_plots(args.run_dir, next_step, values["plots"])
     return next_step
 
 
@@ -390,7 +476,20 @@ def _run_summary(run, feeder, last_step, ended):
         "max_bad_share": run.args.max_bad_share,
     }
     summary.update(whole)
+    summary.update(_distribution_summary(hp, run.distribution, summary))
     return summary
+
+
+def _distribution_summary(hp, distribution, summary):
+    """World size and throughput of the whole job (ranks step in lockstep, so one rank's step time is the job's)."""
+    per_device = summary["samples_per_sec"]
+    return {
+        "world_size": distribution.size,
+        "per_device_batch_size": hp.tacotron_batch_size,
+        "global_batch_size": hp.tacotron_batch_size * distribution.size,
+        "samples_per_sec_per_device": per_device,
+        "samples_per_sec": per_device * distribution.size if per_device is not None else None,
+    }
 
 
 def main(backend, argv=None):

@@ -4,17 +4,21 @@ For each preset: a synthetic speaker rendered at the preset's sizes; both trees'
 graphs (feeder, decode loop, session config) trained side by side, alternating steps so that
 load from other processes on a shared machine hits both alike (sec/step: median after one
 untimed warmup step); then each tree's feeder on a trivial graph (how many batches per second
-it can supply, against how many the training step consumes). Lives in export/ because it
-imports both trees.
+it can supply, against how many the training step consumes). Then, with Horovod installed, each
+tree's real entrypoint as 1 and 2 data-parallel processes (samples/s, scaling efficiency). Lives in
+export/ because it imports both trees.
 
-``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--out bench.json]``
-prints a table and writes the JSON atomically.
+``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--world-sizes 1,2] [--out bench.json]``
+prints the tables and writes the JSON atomically.
 """
 import argparse
+import importlib.util
+import json
 import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +30,12 @@ from common import atomic
 from common import devices
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
+from common.training import distribute
 from common.training import loop as training
 from common.data import timing
 from common.data.dataset import BatchSource
 from common.tf_compat import tf
+from containers import launch
 from export import trees
 
 LOG = logging.getLogger("lip2wav.bench")
@@ -167,6 +173,76 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def train_world(tree, world_size, data_dir, run_dir, steps, workers):
+    """Run ``tree``'s real entrypoint as ``world_size`` data-parallel processes on the CPU; its run_summary.json.
+
+    GPU: horovodrun (Gloo); NPU: the launcher's one process per device, collectives over Gloo (emulation).
+    The first step (graph optimisation) is excluded from the summary's median sec/step.
+    """
+    devices = list(range(world_size))
+    args = launch.train_args(data_dir, run_dir, "synthetic", "", steps + 1, steps + 1) + [
+        "--log-every", str(steps + 1), "--workers", str(workers)]
+    command = launch.train_command(tree, devices, args, python=sys.executable)
+    if tree == "gpu":
+        env = dict(os.environ, LIP2WAV_EMULATE="1")
+        code = subprocess.call(command, env=env)
+    else:
+        table = None
+        if world_size > 1:
+            table = launch.write_rank_table(run_dir, launch.rank_table(devices, "127.0.0.1",
+                                                                       dict((d, "127.0.0.1") for d in devices)))
+        envs = [dict(e, LIP2WAV_EMULATE="1") for e in launch.process_envs(tree, devices, table)]
+        code = launch.run_ranks(command, envs, emulate=True)
+    if code:
+        raise training.TrainingError("%s training with %d process(es) exited with %d (log above)"
+                                     % (tree, world_size, code))
+    with open(os.path.join(run_dir, "run_summary.json")) as f:
+        return json.load(f)
+
+
+def bench_scaling(work_dir, trees, world_sizes, steps, workers, repeats=2):
+    """Samples/s of 1..N data-parallel processes per tree, and the scaling efficiency against one process.
+
+    The world sizes run in ABBA order (1, 2, 2, 1 for repeats=2) and each reports its median, so a load
+    drifting on a shared machine hits every size alike. efficiency(N) = samples/s(N) / (N x samples/s(1)):
+    1.0 is perfect; on one machine the processes share its cores, so it shows the cost of the all-reduce
+    and of splitting the cores, not a device's speed-up.
+    """
+    if importlib.util.find_spec("horovod") is None:
+        LOG.warning("Horovod is not installed: data-parallel scaling not measured (%s)",
+                    distribute.HOROVOD_INSTALL_HINT)
+        return []
+    hp = hparams_lib.resolve("synthetic")
+    data_dir = make_data(work_dir, "synthetic-world", hp)
+    rows = []
+    for tree in trees:
+        summaries = dict((size, []) for size in world_sizes)
+        for repeat in range(repeats):
+            for size in (world_sizes if repeat % 2 == 0 else world_sizes[::-1]):
+                run_dir = os.path.join(work_dir, "world-%s-%d-%d" % (tree, size, repeat))
+                summaries[size].append(train_world(tree, size, data_dir, run_dir, steps, workers))
+        single = float(np.median([s["samples_per_sec"] for s in summaries[1]])) if 1 in summaries else None
+        for size in world_sizes:
+            samples = float(np.median([s["samples_per_sec"] for s in summaries[size]]))
+            rows.append({"tree": tree, "world_size": size, "global_batch_size": summaries[size][0]["global_batch_size"],
+                         "sec_per_step": float(np.median([s["sec_per_step_median"] for s in summaries[size]])),
+                         "samples_per_sec": samples, "samples_per_sec_per_device": samples / size,
+                         "runs": len(summaries[size]),
+                         "scaling_efficiency": samples / (size * single) if single else None})
+    return rows
+
+
+def format_scaling(rows):
+    lines = ["tree | processes | global batch | sec/step | samples/s | per device | efficiency", " | ".join(
+        "---" for _ in range(7))]
+    for r in rows:
+        lines.append("%s | %d | %d | %.3f | %.2f | %.2f | %s" % (
+            r["tree"], r["world_size"], r["global_batch_size"], r["sec_per_step"], r["samples_per_sec"],
+            r["samples_per_sec_per_device"],
+            "-" if r["scaling_efficiency"] is None else "%.2f" % r["scaling_efficiency"]))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m export.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default="synthetic,chess", help="Comma-separated presets to measure.")
@@ -177,6 +253,12 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2, help="Data loading threads.")
     parser.add_argument("--work-dir", default=None, help="Keep data and runs here (default: a temporary folder).")
     parser.add_argument("--out", default="bench.json", help="Where the JSON results go.")
+    parser.add_argument("--world-sizes", default="1,2",
+                        help="Data-parallel process counts to measure on the synthetic preset ('' skips; needs Horovod).")
+    parser.add_argument("--world-trees", default="npu,gpu", help="Trees whose data-parallel scaling is measured.")
+    parser.add_argument("--world-steps", type=int, default=10, help="Timed steps per data-parallel run.")
+    parser.add_argument("--world-repeats", type=int, default=2,
+                        help="Runs per world size, in ABBA order (medians reported).")
     args = parser.parse_args(argv)
     return cli.run(lambda: run_bench(args))
 
@@ -185,18 +267,25 @@ def run_bench(args):
     """Measure every requested preset, print the table and write the JSON results."""
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-bench-")
     rows = []
+    scaling = []
     started = time.time()
     try:
         for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
             steps = args.steps or DEFAULT_STEPS.get(preset, 2)
             rows.extend(bench_preset(work_dir, preset, args.batch_size, steps, args.feeder_steps, args.workers))
+        if args.world_sizes:
+            scaling = bench_scaling(work_dir, [t.strip() for t in args.world_trees.split(",") if t.strip()],
+                                    [int(n) for n in args.world_sizes.split(",")], args.world_steps, args.workers,
+                                    args.world_repeats)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
     table = format_table(rows)
     print(table)
+    if scaling:
+        print(format_scaling(scaling))
     atomic.write_json(args.out, {
-        "rows": rows, "table": table, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "rows": rows, "table": table, "scaling": scaling, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
         "machine": platform.machine(), "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started,
         "npu_within_limit": all(r["npu_to_gpu"] <= MAX_NPU_TO_GPU for r in rows),
     })
