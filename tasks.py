@@ -135,12 +135,8 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
             device_ids, ranks = [d for d, _ in pairs], ([r for _, r in pairs], size)
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
-    if target == "npu" and len(device_ids) > 1 and not emulate and not ranks:
-        missing = [f"/dev/davinci{d}" for d in device_ids if not os.path.exists(f"/dev/davinci{d}")]
-        if missing and local:
-            print(f"no {', '.join(missing)} on this host: emulating the NPU ranks on the CPU (--emulate)",
-                  file=sys.stderr)
-            emulate = True
+    if target == "npu" and local and len(device_ids) > 1 and not emulate and not ranks:
+        emulate = engine.emulate_missing_npus(device_ids)
     if not data:
         raise Exit("pass --data DIR (a preprocessed dataset, e.g. `python -m common.synthetic --out DIR`)", code=2)
     data_dir = Path(data).resolve()

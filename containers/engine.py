@@ -143,6 +143,15 @@ def check_npu_nodes(devices: list[int]) -> None:
                    "run on the CPU with --emulate", code=2)
 
 
+def emulate_missing_npus(devices: list[int]) -> bool:
+    """True (and says so) when this host lacks some of the NPUs a local multi-NPU run asks for."""
+    missing = [f"/dev/davinci{d}" for d in devices if not os.path.exists(f"/dev/davinci{d}")]
+    if missing:
+        print(f"no {', '.join(missing)} on this host: emulating the NPU ranks on the CPU (--emulate)",
+              file=sys.stderr)
+    return bool(missing)
+
+
 def train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
                 ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None) -> None:
     command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts)
