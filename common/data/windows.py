@@ -7,12 +7,6 @@ are crossfaded over mel_overlap frames.
 """
 import numpy as np
 
-from common.errors import Lip2WavError
-
-
-class WindowError(Lip2WavError, ValueError):
-    """Window hyperparameters that cannot cover a clip; the message names the fix."""
-
 
 def window_shape(hp):
     """Shape of one face window: T frames of img_size x img_size RGB."""
@@ -21,9 +15,7 @@ def window_shape(hp):
 
 def window_starts(num_frames, hp):
     """First frame of each evaluation window covering ``num_frames`` frames (the last may run past the end)."""
-    stride = hp.T - hp.overlap
-    if stride <= 0:
-        raise WindowError("overlap=%d must be smaller than T=%d; fix --hparams" % (hp.overlap, hp.T))
+    stride = hp.T - hp.overlap  # > 0: the hparams check refuses overlap >= T
     starts = [0]
     while starts[-1] + hp.T < num_frames:
         starts.append(starts[-1] + stride)
