@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic speaker made once per test session."""
+"""Shared fixtures: a small synthetic speaker made once per test session; the `slow` marker."""
 import os
 
 import pytest
@@ -7,6 +7,27 @@ from common.config import hparams
 from common.synthetic import astronaut as synthetic
 from common.tf_compat import tf
 from export import graph
+
+SLOW_ENV = "LIP2WAV_SLOW_TESTS"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (minutes each; same as %s=1)" % SLOW_ENV)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes (real training); runs with --runslow or %s=1"
+                            % SLOW_ENV)
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get(SLOW_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason="slow (minutes of real training): run with --runslow or %s=1" % SLOW_ENV)
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
