@@ -1,9 +1,17 @@
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
+from common.config import hparams
+from common.tf_compat import tf
 from gpu_training import train as gpu_train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(argv, capsys=None):
@@ -78,3 +86,51 @@ def test_missing_or_empty_data_dir_fails_with_one_clear_line(tmp_path, capsys, m
     line = [l for l in err.splitlines() if l.startswith("error:")]
     assert len(line) == 1 and "common.synthetic" in line[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_without_flags_keeps_the_first_runs_hparams(synthetic_data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    overrides = "tacotron_batch_size=4,decoder_lstm_units=64"
+    assert run(["--data", synthetic_data, "--run-dir", run_dir, "--steps", "1", "--workers", "1",
+                "--hparams", overrides])[0] == 0
+    assert run(["--data", synthetic_data, "--run-dir", run_dir, "--steps", "2", "--workers", "1"])[0] == 0
+    with open(os.path.join(run_dir, "run_summary.json")) as f:
+        summary = json.load(f)
+    assert summary["first_step"] == 2 and summary["last_step"] == 2
+    assert summary["batch_size"] == 4
+    saved = hparams.load(os.path.join(run_dir, "hparams.json"))
+    assert (saved.tacotron_batch_size, saved.decoder_lstm_units) == (4, 64)
+
+
+def _wait_for_logged_step(run_dir, proc, step, timeout):
+    deadline = time.time() + timeout
+    path = os.path.join(run_dir, "train_log.jsonl")
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        if os.path.isfile(path) and len(read_log(run_dir)) >= step:
+            return read_log(run_dir)[-1]["step"]
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("no step %d logged within %d s" % (step, timeout))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(synthetic_data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    argv = [sys.executable, "-m", "gpu_training.train", "--data", synthetic_data, "--run-dir", run_dir,
+            "--log-every", "1", "--checkpoint-every", "100000", "--workers", "1",
+            "--hparams", "tacotron_batch_size=2"]
+    proc = subprocess.Popen(argv + ["--steps", "100000"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
+    logged = _wait_for_logged_step(run_dir, proc, 3, timeout=300)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0, stderr[-3000:]
+    saved = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    assert saved is not None, stderr[-3000:]
+    k = int(saved.rsplit("-", 1)[1])
+    assert k >= logged, (k, logged)
+    before = len(read_log(run_dir))
+    rerun = subprocess.run(argv + ["--steps", str(k + 2)], cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert [r["step"] for r in read_log(run_dir)[before:]] == [k + 1, k + 2]
