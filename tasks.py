@@ -309,11 +309,16 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
     "out": "folder for the demo's data, run, eval and export",
     "steps": "training steps (0: the demo's default, tuned for about 10 minutes on 2 cores)",
     "clips": "synthetic clips to generate (0: the demo's default)",
+    "seconds": "seconds per synthetic clip (0: the demo's default)",
     "no-export": "skip freezing the gpu/npu inference graphs",
 })
-def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False) -> None:
-    """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export."""
+def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, seconds: float = 0.0,
+         no_export: bool = False) -> None:
+    """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export.
+
+    Exits non-zero (one `error:` line) when the model does not beat the mean-mel baseline."""
     argv = ["--out", out] + (["--steps", str(steps)] if steps else []) + (["--clips", str(clips)] if clips else [])
+    argv += ["--seconds", str(seconds)] if seconds else []
     _run_entrypoint("export.apps.demo", argv + (["--no-export"] if no_export else []))
 
 

@@ -67,6 +67,21 @@ def run_entrypoint(capsys, main, *args):
     return code, captured.out, captured.err
 
 
+def run_invoke(capsys, *argv):
+    """`invoke ARGV...` parsed and run by invoke's own Program in-process: (exit code, stdout, stderr)."""
+    from invoke import Collection, Program
+
+    import tasks
+    capsys.readouterr()
+    try:
+        Program(namespace=Collection.from_module(tasks), binary="invoke").run(["invoke"] + list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def error_line(stderr):
     """The single `error: ...` line a boundary failure must print."""
     lines = [line for line in stderr.splitlines() if line.startswith("error: ")]

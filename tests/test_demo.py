@@ -10,16 +10,14 @@ import sys
 
 import pytest
 
-from export.apps import demo
-from tests.conftest import error_line, run_entrypoint
+from tests.conftest import error_line, run_invoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_shrunk_demo_runs_every_stage_and_fails_when_the_baseline_wins(tmp_path, capsys):
+def test_shrunk_invoke_demo_runs_every_stage_and_fails_when_the_baseline_wins(tmp_path, capsys):
     out = str(tmp_path / "demo")
-    code, stdout, stderr = run_entrypoint(capsys, demo.main, "--out", out, "--steps", "2", "--clips", "5",
-                                          "--seconds", "1.5")
+    code, stdout, stderr = run_invoke(capsys, "demo", "--out", out, "--steps", "2", "--clips", "5", "--seconds", "1.5")
     with open(os.path.join(out, "demo_summary.json")) as f:
         summary = json.load(f)
     for key in ("wavs", "plots", "scores_csv", "scores_json", "run", "data"):

@@ -5,9 +5,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from common.config import hparams
+from common.data import dataset
 from common.tf_compat import tf
 from gpu_training import train as gpu_train
 
@@ -24,14 +26,33 @@ def read_log(run_dir):
         return [json.loads(line) for line in f]
 
 
-def test_loss_falls_clearly_on_the_synthetic_speaker(synthetic_data, tmp_path):
+def mean_mel_floor(data_dir, hp, split="train"):
+    """Training loss term (MSE + L1 per mel) of always predicting the train split's mean mel, over every
+    usable window of ``split``: the loss a model that ignores the video and the past frames would reach."""
+    from export.apps.evaluate import mean_mel
+    mean = mean_mel(data_dir, hp)
+    squared, absolute = [], []
+    for clip in dataset.ClipIndex(data_dir, split, hp).clips:
+        spec = dataset.load_mels(clip, hp)
+        for start in dataset.usable_starts(clip, hp):
+            first = dataset.mel_start(start, hp)
+            error = spec[:, first:first + hp.mel_step_size].T - mean
+            squared.append(np.mean(error ** 2))
+            absolute.append(np.mean(np.abs(error)))
+    return float(np.mean(squared) + np.mean(absolute))
+
+
+def test_loss_falls_below_the_mean_mel_floor_on_the_synthetic_speaker(synthetic_data, synthetic_hp, tmp_path):
     run_dir = str(tmp_path / "run")
     code, _ = run(["--data", synthetic_data, "--run-dir", run_dir, "--steps", "60", "--log-every", "1",
                    "--checkpoint-every", "60", "--workers", "1"])
     assert code == 0
-    losses = [r["loss"] for r in read_log(run_dir)]
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert last < 0.75 * first, (first, last)
+    log = read_log(run_dir)
+    floor = mean_mel_floor(synthetic_data, synthetic_hp)
+    # Measured (teacher-forced, last 5 of 60 steps): decoder 1.57 and postnet 1.19 against a floor of 2.50.
+    decoder = np.mean([r["decoder_loss"] for r in log[-5:]])
+    postnet = np.mean([r["postnet_loss"] for r in log[-5:]])
+    assert decoder < 0.85 * floor and postnet < 0.7 * floor, (decoder, postnet, floor)
     for name in ("step-60-mel.png", "step-60-alignment.png", "loss.png"):
         assert os.path.getsize(os.path.join(run_dir, "plots", name)) > 0
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "model.ckpt-60.index"))
@@ -134,3 +155,30 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(synthetic_data, t
                            stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert [r["step"] for r in read_log(run_dir)[before:]] == [k + 1, k + 2]
+
+
+def test_mixed_precision_trains_a_step_on_the_cpu_with_dynamic_loss_scaling(synthetic_data, tmp_path):
+    run_dir = str(tmp_path / "run")
+    code, _ = run(["--data", synthetic_data, "--run-dir", run_dir, "--steps", "1", "--log-every", "1",
+                   "--workers", "1", "--hparams", "tacotron_batch_size=2", "--mixed-precision"])
+    assert code == 0
+    (record,) = read_log(run_dir)
+    assert record["step"] == 1 and 0 < record["loss"] < 100
+    saved = [name for name, _ in tf.train.list_variables(os.path.join(run_dir, "checkpoints", "model.ckpt-1"))]
+    assert "current_loss_scale" in saved and "good_steps" in saved
+
+
+def test_xla_compiles_and_trains_a_step_on_the_cpu(synthetic_data, tmp_path):
+    if not tf.test.is_built_with_xla():
+        pytest.skip("this TensorFlow build has no XLA")
+    run_dir = str(tmp_path / "run")
+    # --xla sets the session's global JIT level; on the CPU, TensorFlow clusters for XLA only with this flag.
+    env = dict(os.environ, TF_XLA_FLAGS="--tf_xla_cpu_global_jit", TF_CPP_MIN_LOG_LEVEL="0")
+    proc = subprocess.run([sys.executable, "-m", "gpu_training.train", "--data", synthetic_data, "--run-dir", run_dir,
+                           "--steps", "1", "--log-every", "1", "--workers", "1", "--hparams", "tacotron_batch_size=2",
+                           "--xla"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Compiled cluster using XLA" in proc.stderr
+    (record,) = read_log(run_dir)
+    assert record["step"] == 1 and 0 < record["loss"] < 100
