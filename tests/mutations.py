@@ -3,6 +3,7 @@
     python -m tests.mutations --list            # the planted bugs and the tests expected to catch each
     python -m tests.mutations                   # plant each in turn; report caught / missed
     python -m tests.mutations stitch-reversed demo-exits-0
+    python -m tests.mutations --runslow         # also the bugs only a slow (minutes of training) test catches
 
 Each mutation replaces one exact snippet of one file in a temporary copy of the working tree
 (uncommitted edits included; .git, caches, runs and demo output left out) and runs its tests
@@ -33,6 +34,7 @@ class Mutation:
     old: str
     new: str
     tests: tuple[str, ...]
+    slow: bool = False
 
 
 MUTATIONS = (
@@ -97,6 +99,11 @@ MUTATIONS = (
              "    if xla:\n        config.graph_options.optimizer_options.global_jit_level",
              "    if False:\n        config.graph_options.optimizer_options.global_jit_level",
              ("tests/test_training.py", "-k", "xla")),
+    Mutation("lips-ignored", "the encoder sees blank frames, so the model can only learn the mean speech",
+             "common/model/network.py",
+             "memory = encode(inputs, speaker_embeddings, hp, is_training, noise)",
+             "memory = encode(tf.zeros_like(inputs), speaker_embeddings, hp, is_training, noise)",
+             ("tests/test_training.py", "-k", "free_running", "--runslow"), slow=True),
 )
 
 
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutations", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    parser.add_argument("--runslow", action="store_true", help="also run the mutations only slow tests catch")
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs pytest in the copy")
     parser.add_argument("--pytest-args", default="", help="extra pytest arguments, e.g. '--runslow'")
     args = parser.parse_args(argv)
@@ -154,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: unknown mutation %s; choose from: %s" % (", ".join(unknown), ", ".join(known)),
               file=sys.stderr)
         return 2
-    chosen = [known[n] for n in args.names] or list(MUTATIONS)
+    chosen = [known[n] for n in args.names] or [m for m in MUTATIONS if args.runslow or not m.slow]
     if args.list:
         for m in chosen:
-            print("%-30s %s\n%30s %s: %s" % (m.name, m.bug, "", m.path, " ".join(m.tests)))
+            print("%-30s %s%s\n%30s %s: %s" % (m.name, m.bug, " (slow)" if m.slow else "", "", m.path,
+                                                 " ".join(m.tests)))
         return 0
     outcomes = []
     for m in chosen:
