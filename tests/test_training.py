@@ -145,7 +145,11 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(synthetic_data, t
                             stderr=subprocess.PIPE, universal_newlines=True)
     logged = _wait_for_logged_step(run_dir, proc, 3, timeout=300)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("still running 300 s after SIGINT:\n" + proc.communicate()[1][-3000:])
     assert proc.returncode != 0, stderr[-3000:]
     saved = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     assert saved is not None, stderr[-3000:]
