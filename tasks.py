@@ -198,12 +198,15 @@ def report(c: Context, run_dir: str, eval_dir: str = "", out: str = "", max_clip
 
 
 @cli_task("export.apps.demo", steps="training steps (0: the demo's default, tuned for about 10 minutes on 2 cores)",
-          clips="synthetic clips to generate (0: the demo's default)")
-def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, no_export: bool = False,
-         speaker: str = "grid") -> None:
-    """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export."""
+          clips="synthetic clips to generate (0: the demo's default)",
+          seconds="seconds per synthetic clip (0: the speaker's default)")
+def demo(c: Context, out: str = "demo", steps: int = 0, clips: int = 0, seconds: float = 0.0,
+         no_export: bool = False, speaker: str = "grid") -> None:
+    """The README's main job: synthetic speaker -> train on the CPU -> synthesise -> score -> export.
+
+    Exits non-zero (one `error:` line) when the model does not beat the mean-mel baseline."""
     _run_entrypoint("export.apps.demo", _flags(out=out, speaker=speaker, steps=steps or None, clips=clips or None,
-                                               no_export=no_export))
+                                               seconds=seconds or None, no_export=no_export))
 
 
 @cli_task("export.freeze", out="folder for lip2wav_<target>.pb/.pbtxt/.json (default <run>/export); "

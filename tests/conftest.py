@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic speaker made once per test session."""
+"""Shared fixtures: a small synthetic speaker made once per test session; the `slow` marker."""
 import os
 
 import pytest
@@ -7,6 +7,27 @@ from common.config import hparams
 from common.synthetic import astronaut as synthetic
 from common.tf_compat import tf
 from export import graph
+
+SLOW_ENV = "LIP2WAV_SLOW_TESTS"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (minutes each; same as %s=1)" % SLOW_ENV)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes (real training); runs with --runslow or %s=1"
+                            % SLOW_ENV)
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get(SLOW_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason="slow (minutes of real training): run with --runslow or %s=1" % SLOW_ENV)
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +63,21 @@ def run_entrypoint(capsys, main, *args):
     """An entrypoint in-process (no TensorFlow start-up per call): (exit code, stdout, stderr)."""
     capsys.readouterr()
     code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_invoke(capsys, *argv):
+    """`invoke ARGV...` parsed and run by invoke's own Program in-process: (exit code, stdout, stderr)."""
+    from invoke import Collection, Program
+
+    import tasks
+    capsys.readouterr()
+    try:
+        Program(namespace=Collection.from_module(tasks), binary="invoke").run(["invoke"] + list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -175,3 +175,50 @@ def test_unwritable_output_is_one_error_line(untrained_run, synthetic_data, tmp_
     assert code == 2
     assert "cannot write" in error_line(stderr)
     assert blocker.read_text() == "x"
+
+
+# Measured with the oracle on the synthetic test clips (3 windows each): correlation 1.0, max |error| 0.0.
+ORACLE_MIN_CORRELATION = 0.999
+ORACLE_MAX_ABS_ERROR = 1e-4
+
+
+def _matches_true_mel(mel, spec):
+    """(correlation, max |error|) of a stitched mel against mels.npz; both must pass the oracle bounds."""
+    length = min(len(mel), spec.shape[1])
+    predicted, true = mel[:length], spec[:, :length].T
+    correlation = float(np.corrcoef(predicted.ravel(), true.ravel())[0, 1])
+    error = float(np.abs(predicted - true).max())
+    return correlation >= ORACLE_MIN_CORRELATION and error <= ORACLE_MAX_ABS_ERROR, (correlation, error)
+
+
+def test_oracle_windows_stitch_back_to_the_clips_mels(synthetic_data, synthetic_hp):
+    from tests.oracle import OraclePredictor
+    oracle = OraclePredictor(synthetic_data, synthetic_hp)
+    synth = synthesize.Synthesizer("oracle", predictor=oracle)
+    for clip in dataset.ClipIndex(synthetic_data, "test", synthetic_hp).clips:
+        windows, starts = dataset.windows_for_clip(clip, synthetic_hp)
+        assert len(starts) >= 3, "the check needs a video of several windows"
+        mel = synth.predict_mel(clip, progress=False)
+        spec = dataset.load_mels(clip, synthetic_hp)
+        assert len(mel) == audio.num_frames(synthesize.num_samples(clip.num_frames, synthetic_hp), synthetic_hp)
+        ok, figures = _matches_true_mel(mel, spec)
+        assert ok, (clip.id, figures)
+        # The bounds have teeth: the same windows with any two swapped do not pass them.
+        true_windows = oracle.predict(windows)
+        for i in range(len(starts)):
+            for j in range(i + 1, len(starts)):
+                swapped = true_windows.copy()
+                swapped[[i, j]] = swapped[[j, i]]
+                total = len(mel)
+                assert not _matches_true_mel(
+                    synthesize.stitch(swapped, starts, total, synthetic_hp.mel_overlap), spec)[0], (i, j)
+
+
+def test_oracle_synthesis_of_a_clip_folder_writes_the_true_mels_speech(synthetic_data, synthetic_hp, tmp_path):
+    from tests.oracle import OraclePredictor
+    clip = dataset.ClipIndex(synthetic_data, "test", synthetic_hp).clips[0]
+    with synthesize.Synthesizer("oracle", predictor=OraclePredictor(synthetic_data, synthetic_hp)) as synth:
+        result = synth.synthesize_path(clip.path, str(tmp_path))
+    spec = dataset.load_mels(clip, synthetic_hp)
+    expected = synthesize.vocode(spec.T, synthetic_hp, len(result.target_wav))
+    np.testing.assert_allclose(result.wav, expected, atol=1e-4)

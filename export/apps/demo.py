@@ -161,13 +161,23 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entrypoint: the summary on success; one `error: ...` line and exit 2 on failure."""
+    """Entrypoint: the summary; one `error: ...` line and exit 2 on failure or when the baseline wins."""
     args = build_parser().parse_args(argv)
 
     def body():
-        print(format_summary(run_demo(args.out, args.steps, args.clips, args.seconds, args.hparams,
-                                      export_graphs=not args.no_export, speaker=args.speaker)))
+        summary = run_demo(args.out, args.steps, args.clips, args.seconds, args.hparams,
+                           export_graphs=not args.no_export, speaker=args.speaker)
+        print(format_summary(summary))
+        require_model_wins(summary)
     return cli.run(body)
+
+
+def require_model_wins(summary):
+    """The demo's headline is that the model beats the mean-mel baseline; when it does not, the demo fails."""
+    if not summary["beats_baseline_stoi"]:
+        raise DemoError("the model (STOI %.3f) did not beat the mean-mel baseline (STOI %.3f) after %d steps; "
+                        "train longer: rerun with a larger --steps (training resumes)"
+                        % (summary["model"]["stoi"], summary["baseline"]["stoi"], summary["steps"]))
 
 
 if __name__ == "__main__":

@@ -128,14 +128,18 @@ def _mean(values):
 
 
 def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", batch_size=8, plot=False,
-             save_wavs=True, baseline_split="train", ceiling=False, align_ms=ALIGN_MS):
+             save_wavs=True, baseline_split="train", ceiling=False, align_ms=ALIGN_MS, predictor=None):
     """Synthesise and score every clip of ``split``; write per-clip CSV and summary JSON into ``out_dir``.
 
     Returns the summary dict: per-system means ({"model": {...}, "baseline": {...}}, and "ceiling",
-    the true mel through the same vocoder, when asked), clip count, NaN-PESQ counts, the reference
-    rows and the paths written.
+    the true mel through the same vocoder, when asked or when the clips have words), clip count,
+    NaN-PESQ counts, the reference rows and the paths written. ``predictor`` replaces the
+    checkpoint's model (see synthesize.Synthesizer); ``checkpoint`` then only labels the run.
     """
-    hp, checkpoint_path = graph.resolve_checkpoint(checkpoint)
+    if predictor is None:
+        hp, checkpoint_path = graph.resolve_checkpoint(checkpoint)
+    else:
+        hp, checkpoint_path = predictor.hp, checkpoint
     index = dataset.ClipIndex(data_dir, split, hp)
     baseline_mel = mean_mel(data_dir, hp, baseline_split)
     transcripts = clip_transcripts(index)
@@ -148,7 +152,7 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     except OSError as exc:
         raise EvaluationError("cannot write to %s (%s); pass a writable --out" % (out_dir, exc.strerror or exc))
     rows = []
-    with synth_lib.Synthesizer(checkpoint, target, batch_size) as synth:
+    with synth_lib.Synthesizer(checkpoint_path, target, batch_size, predictor) as synth:
         for clip in tqdm(index.clips, desc="evaluate %s" % split, unit="clip", disable=None):
             result = synth.synthesize_clip(clip, progress=False)
             if result.target_wav is None:

@@ -109,25 +109,34 @@ _CLIP_FAULT_FIX = {
 
 
 class Synthesizer(object):
-    """Checkpoint -> speech for clips and videos; the model is loaded on first use and reused."""
+    """Checkpoint -> speech for clips and videos; the model is loaded on first use and reused.
 
-    def __init__(self, checkpoint, target="gpu", batch_size=8):
-        self.hp, _ = graph.resolve_checkpoint(checkpoint)
+    ``predictor`` (anything with ``hp`` and ``predict(windows) -> mel windows``, like
+    graph.CheckpointPredictor) replaces the checkpoint's model, so the windowing,
+    stitching and vocoding can be checked against a predictor with known answers; the
+    caller keeps ownership of it. ``checkpoint`` is then only a label.
+    """
+
+    def __init__(self, checkpoint, target="gpu", batch_size=8, predictor=None):
+        self.hp = predictor.hp if predictor is not None else graph.resolve_checkpoint(checkpoint)[0]
         self.checkpoint = checkpoint
         self.target = target
         self.batch_size = batch_size
-        self._predictor = None
+        self._given = predictor
+        self._loaded = None
 
     @property
     def predictor(self):
-        if self._predictor is None:
-            self._predictor = graph.CheckpointPredictor(self.checkpoint, self.target, self.batch_size)
-        return self._predictor
+        if self._given is not None:
+            return self._given
+        if self._loaded is None:
+            self._loaded = graph.CheckpointPredictor(self.checkpoint, self.target, self.batch_size)
+        return self._loaded
 
     def close(self):
-        if self._predictor is not None:
-            self._predictor.close()
-            self._predictor = None
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
 
     def __enter__(self):
         return self
