@@ -94,14 +94,16 @@ def test_sigterm_through_the_entrypoint_saves_a_checkpoint_and_exits_143(synthet
 
 def test_sigkill_then_resume_keeps_one_history(synthetic_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    proc = start_training(train_argv(synthetic_data, run_dir, 1000, 2))
-    wait_for_logged_step(proc, run_dir, 3)
+    # Checkpoints at 3, 6, ...; killed once step 4 is logged, two steps before the next checkpoint, so the kill
+    # lands after the checkpoint even when a loaded machine is slow to notice the log line.
+    proc = start_training(train_argv(synthetic_data, run_dir, 1000, 3))
+    wait_for_logged_step(proc, run_dir, 4)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     survived = steps_on_disk(run_dir)[-1]
     killed_at = logged_steps(run_dir)[-1]
     assert killed_at > survived
-    code, _, err = run_entrypoint(capsys, gpu_train.main, *train_argv(synthetic_data, run_dir, survived + 1, 2))
+    code, _, err = run_entrypoint(capsys, gpu_train.main, *train_argv(synthetic_data, run_dir, survived + 1, 3))
     assert code == 0, err
     assert logged_steps(run_dir) == list(range(1, survived + 2))
     segments = summary(run_dir)["segments"]

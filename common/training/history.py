@@ -22,9 +22,9 @@ SUMMARY_NAME = "run_summary.json"
 KILLED = "killed (resumed from its last checkpoint)"
 
 
-def read_log(run_dir):
+def read_log(run_dir, name=LOG_NAME):
     """The logged records; a line a killed process left half-written is skipped."""
-    path = os.path.join(run_dir, LOG_NAME)
+    path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
         return []
     records = []
@@ -39,15 +39,15 @@ def read_log(run_dir):
     return records
 
 
-def truncate_log(run_dir, last_step):
+def truncate_log(run_dir, last_step, name=LOG_NAME):
     """Keep each step <= ``last_step`` once, in order; the file is rewritten only when that changes it."""
-    path = os.path.join(run_dir, LOG_NAME)
+    path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
         return
     with open(path) as f:
         original = f.read()
     by_step = {}
-    for record in read_log(run_dir):
+    for record in read_log(run_dir, name):
         if record["step"] <= last_step:
             by_step[record["step"]] = record
     text = "".join(json.dumps(by_step[step], sort_keys=True) + "\n" for step in sorted(by_step))

@@ -257,9 +257,9 @@ def _restorable_checkpoint(run_dir, chief=True):
 
 def _prepare_run_dir(run_dir, hp, restored_step, distribution):
     """Create the layout, save hparams.json (only if it changed) and the world size, cut the log back to the
-    restored step (the chief's files; another rank only starts its own log afresh)."""
+    restored step (the chief's files; another rank only cuts back its own log)."""
     if not distribution.is_chief:
-        atomic.remove_quietly(_train_log_path(run_dir, distribution))
+        history_lib.truncate_log(run_dir, restored_step, _train_log_name(distribution))
         return
     try:
         for sub in ("checkpoints", "plots"):
@@ -399,11 +399,9 @@ def _broadcast_initial_state(graph, sess, start_step):
                             "--run-dir (a shared file system)" % (graph.distribution.rank, start_step, step))
 
 
-def _train_log_path(run_dir, distribution):
+def _train_log_name(distribution):
     """train_log.jsonl for the chief, train_log.rank<N>.jsonl for rank N."""
-    if distribution.is_chief:
-        return os.path.join(run_dir, history_lib.LOG_NAME)
-    return os.path.join(run_dir, "train_log.rank%d.jsonl" % distribution.rank)
+    return history_lib.LOG_NAME if distribution.is_chief else "train_log.rank%d.jsonl" % distribution.rank
 
 
 def _stopped(graph, sess, run, step, signum):
@@ -448,7 +446,7 @@ def _train_step(graph, sess, run, writer, progress, step):
             writer.add_summary(values["summary"], next_step)
         record = dict((k, float(v)) for k, v in values["scalars"].items())
         record.update(step=next_step, sec_per_step=seconds, time=time.time())
-        history_lib.append_log(_train_log_path(args.run_dir, graph.distribution), record)
+        history_lib.append_log(os.path.join(args.run_dir, _train_log_name(graph.distribution)), record)
     if want_checkpoint:
         _save_checkpoint(graph, sess, run, next_step)
         if graph.distribution.is_chief:
