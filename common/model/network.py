@@ -193,6 +193,11 @@ def stop_targets(mel_targets):
 
 def losses(hp, outputs, mel_targets):
     """MSE + L1 on decoder and postnet mels, stop-token cross-entropy, L2 on weights."""
+    with tf.name_scope("losses"):
+        return _losses(hp, outputs, mel_targets)
+
+
+def _losses(hp, outputs, mel_targets):
     def mel_loss(predicted):
         return (tf.reduce_mean(tf.square(mel_targets - predicted))
                 + tf.reduce_mean(tf.abs(mel_targets - predicted)))
