@@ -1,7 +1,8 @@
 """Building blocks of the network: seeded stateless randomness, zoneout LSTM, conv stacks.
 
-All randomness is drawn with stateless ops keyed by (seed, salt, step). The GPU and NPU
-decode loops therefore draw the same numbers for the same step, which is what makes
+All randomness is drawn with stateless ops keyed by (seed, salt): once per sequence, before
+any loop, so the loops hold no random op and read their step's slice. The GPU and NPU
+decode loops therefore use the same numbers for the same step, which is what makes
 their outputs comparable to 1e-5 and a checkpoint portable between them.
 """
 from common.tf_compat import tf
@@ -13,25 +14,30 @@ class Noise(object):
     def __init__(self, seed):
         self.seed = tf.cast(seed, tf.int32)
 
-    def uniform(self, shape, salt, step=0):
-        key = tf.stack([self.seed, tf.cast(salt * 100003 + step, tf.int32)])
+    def uniform(self, shape, salt):
+        key = tf.stack([self.seed, tf.constant(salt * 100003, tf.int32)])
         # The raw op is the one TF 1.15 has; TF 2.x's stateless_uniform emits V2 ops that
         # a graph frozen on a workstation could not carry into a TF 1.15 image or ATC.
         return tf.raw_ops.StatelessRandomUniform(shape=shape, seed=key, dtype=tf.float32)
 
 
-def dropout(x, rate, noise, salt, step=0):
-    """Inverted dropout whose mask comes from ``noise`` (kept on at inference, as in Tacotron-2's prenet)."""
-    keep = tf.cast(noise.uniform(tf.shape(x), salt, step) >= rate, x.dtype)
+def keep_mask(uniform, rate):
+    """1.0 where ``uniform`` >= ``rate``, else 0.0: a dropout or zoneout mask, computed before any loop."""
+    return tf.cast(uniform >= rate, tf.float32)
+
+
+def dropout(x, rate, keep):
+    """Inverted dropout with a precomputed ``keep`` mask (kept on at inference, as in Tacotron-2's prenet)."""
     return x * keep / (1.0 - rate)
 
 
 class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
     """LSTM cell with zoneout (Krueger et al. 2016).
 
-    In training the uniform noise arrives concatenated to the input (two blocks of
-    ``units``, for the cell and hidden state), so the cell itself holds no random op and
-    works inside any loop. At inference zoneout is the expectation: a fixed blend.
+    In training the input is a pair (input, keep mask): the mask has two blocks of ``units``
+    (cell and hidden state), is drawn before the loop, so the cell holds no random op and works
+    inside any loop (dynamic_rnn passes the pair through). At inference zoneout is the
+    expectation: a fixed blend.
     """
 
     def __init__(self, units, zoneout_rate, is_training, name):
@@ -51,14 +57,14 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
 
     def __call__(self, inputs, state, scope=None):
         if self._is_training:
-            inputs, noise = tf.split(inputs, [-1, 2 * self._units], axis=-1)
-            noise_c, noise_h = tf.split(noise, 2, axis=-1)
+            inputs, keep = inputs
+            keep_c, keep_h = tf.split(keep, 2, axis=-1)
         _, new_state = self._cell(inputs, state)
         prev_c, prev_h = state
         new_c, new_h = new_state
         if self._is_training:
-            c = prev_c + tf.cast(noise_c >= self._rate, new_c.dtype) * (new_c - prev_c)
-            h = prev_h + tf.cast(noise_h >= self._rate, new_h.dtype) * (new_h - prev_h)
+            c = prev_c + keep_c * (new_c - prev_c)
+            h = prev_h + keep_h * (new_h - prev_h)
         else:
             c = (1.0 - self._rate) * new_c + self._rate * prev_c
             h = (1.0 - self._rate) * new_h + self._rate * prev_h

@@ -7,7 +7,7 @@ lives here, so variable names, and therefore checkpoints, are the same in both t
 import collections
 import math
 
-from common.model.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout
+from common.model.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout, keep_mask
 from common.tf_compat import tf
 
 ModelOutputs = collections.namedtuple(
@@ -16,6 +16,9 @@ Losses = collections.namedtuple(
     "Losses", ["total", "decoder", "postnet", "stop", "regularization"])
 DecoderState = collections.namedtuple(
     "DecoderState", ["lstm", "context", "alignments", "cumulative_alignments"])
+# The decoder's randomness for a whole sequence, drawn before the loop (leading axis: decoder step):
+# prenet keep masks and zoneout keep masks (one per layer, [steps, B, width]), teacher-forcing coins [steps].
+DecoderNoise = collections.namedtuple("DecoderNoise", ["prenet", "zoneout", "coins"])
 
 # Salts that keep the random streams of different layers apart.
 _SALT_PRENET = 10
@@ -48,15 +51,16 @@ def encode(inputs, speaker_embeddings, hp, is_training, noise):
         x = tf.reshape(x, [-1, hp.T, side * side * channels])
         cells = [ZoneoutLSTMCell(hp.encoder_lstm_units, hp.zoneout_rate, is_training, name)
                  for name in ("lstm_fw", "lstm_bw")]
+        reverse = lambda t: tf.reverse(t, axis=[1])
         if is_training:
             shape = tf.concat([tf.shape(x)[:2], [2 * hp.encoder_lstm_units]], axis=0)
-            fw_in = tf.concat([x, noise.uniform(shape, _SALT_ENCODER_ZONEOUT)], axis=-1)
-            bw_in = tf.concat([x, noise.uniform(shape, _SALT_ENCODER_ZONEOUT + 1)], axis=-1)
+            fw_in = (x, keep_mask(noise.uniform(shape, _SALT_ENCODER_ZONEOUT), hp.zoneout_rate))
+            bw_in = (reverse(x), reverse(keep_mask(noise.uniform(shape, _SALT_ENCODER_ZONEOUT + 1), hp.zoneout_rate)))
         else:
-            fw_in = bw_in = x
+            fw_in, bw_in = x, reverse(x)
         # Every window has the full T frames, so the backward pass is a plain reversal.
         fw_out, _ = tf.nn.dynamic_rnn(cells[0], fw_in, dtype=tf.float32, scope="fw")
-        bw_out, _ = tf.nn.dynamic_rnn(cells[1], tf.reverse(bw_in, axis=[1]), dtype=tf.float32, scope="bw")
+        bw_out, _ = tf.nn.dynamic_rnn(cells[1], bw_in, dtype=tf.float32, scope="bw")
         bw_out = tf.reverse(bw_out, axis=[1])
         outputs = tf.concat([fw_out, bw_out], axis=-1)
         tiled = tf.tile(speaker_embeddings[:, None, :], [1, hp.T, 1])
@@ -66,7 +70,9 @@ def encode(inputs, speaker_embeddings, hp, is_training, noise):
 class DecoderCell(object):
     """One decoder step: prenet -> LSTMs -> location-sensitive attention -> projections.
 
-    Device trees drive it with their own loops; the cell owns every decoder variable.
+    Device trees drive it with their own loops; the cell owns every decoder variable. A loop
+    draws the sequence's randomness once with ``draw_noise`` before it starts and hands each
+    step its slice (``noise_at``), so the loop body holds no random op.
     """
 
     def __init__(self, hp, memory, is_training, noise):
@@ -102,18 +108,36 @@ class DecoderCell(object):
     def go_frame(self, batch_size):
         return tf.zeros(tf.stack([batch_size, self.hp.num_mels]))
 
-    def step(self, previous_frame, state, step):
-        """Returns (frames [B, r*mels], stop_logits [B, r], new state)."""
+    def draw_noise(self, batch_size, steps, teacher_forcing):
+        """DecoderNoise for ``steps`` decoder steps; zoneout only in training, coins only with teacher forcing."""
+        hp = self.hp
+
+        def masks(width, salt, rate):
+            return keep_mask(self.noise.uniform(tf.stack([steps, batch_size, width]), salt), rate)
+        prenet = tuple(masks(units, _SALT_PRENET + i, hp.dropout_rate) for i, units in enumerate(hp.prenet_layers))
+        zoneout = ()
+        if self.is_training:
+            zoneout = tuple(masks(2 * hp.decoder_lstm_units, _SALT_DECODER_ZONEOUT + i, hp.zoneout_rate)
+                            for i in range(len(self.lstms)))
+        coins = self.noise.uniform(tf.reshape(steps, [1]), _SALT_TEACHER_COIN) if teacher_forcing else None
+        return DecoderNoise(prenet, zoneout, coins)
+
+    @staticmethod
+    def noise_at(noise, step):
+        """The slice of ``noise`` (a DecoderNoise) for one decoder step."""
+        at = lambda t: tf.gather(t, step)
+        return DecoderNoise(tuple(at(t) for t in noise.prenet), tuple(at(t) for t in noise.zoneout),
+                            None if noise.coins is None else at(noise.coins))
+
+    def step(self, previous_frame, state, noise):
+        """One step with its slice of the noise; returns (frames [B, r*mels], stop_logits [B, r], new state)."""
         x = previous_frame
-        for i, layer in enumerate(self.prenet):
-            x = dropout(layer(x), self.hp.dropout_rate, self.noise, _SALT_PRENET + i, step)
+        for layer, keep in zip(self.prenet, noise.prenet):
+            x = dropout(layer(x), self.hp.dropout_rate, keep)
         x = tf.concat([x, state.context], axis=-1)
         new_lstm = []
         for i, cell in enumerate(self.lstms):
-            if self.is_training:
-                shape = tf.stack([tf.shape(x)[0], 2 * self.hp.decoder_lstm_units])
-                x = tf.concat([x, self.noise.uniform(shape, _SALT_DECODER_ZONEOUT + i, step)], axis=-1)
-            x, lstm_state = cell(x, state.lstm[i])
+            x, lstm_state = cell((x, noise.zoneout[i]) if self.is_training else x, state.lstm[i])
             new_lstm.append(lstm_state)
         alignments, cumulative = self._attend(x, state.cumulative_alignments)
         context = tf.reduce_sum(alignments[:, :, None] * self.memory, axis=1)
@@ -129,13 +153,13 @@ class DecoderCell(object):
         alignments = tf.nn.softmax(energy, axis=-1)
         return alignments, cumulative + alignments
 
-    def next_input(self, frames, target_frame, teacher_forcing_ratio, step):
-        """Scheduled teacher forcing: one coin per step for the whole batch."""
+    def next_input(self, frames, target_frame, teacher_forcing_ratio, noise):
+        """Scheduled teacher forcing: one coin per step for the whole batch (a blend by 1/0, no branch)."""
         predicted = frames[:, -self.hp.num_mels:]
         if target_frame is None:
             return predicted
-        coin = self.noise.uniform([], _SALT_TEACHER_COIN, step)
-        return tf.cond(coin < teacher_forcing_ratio, lambda: target_frame, lambda: predicted)
+        teach = tf.cast(noise.coins < teacher_forcing_ratio, tf.float32)
+        return teach * target_frame + (1.0 - teach) * predicted
 
 
 def postnet(mels, hp, is_training):
