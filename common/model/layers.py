@@ -31,13 +31,34 @@ def dropout(x, rate, keep):
     return x * keep / (1.0 - rate)
 
 
+def loop_kernel_probe(kernel, steps, batch_size, recorded):
+    """Zeros [steps, batch, out] whose gradient w.r.t. ``kernel`` [in, out] is X^T dZ in one product.
+
+    A while loop that multiplies by ``kernel`` makes TF1's backprop add a whole [in, out] gradient
+    into an accumulator on every iteration, which for the decoder LSTMs is more memory traffic
+    than arithmetic. A loop step instead multiplies by stop_gradient(kernel) and adds its slice of
+    this probe, so backprop gathers every step's dZ into one tensor; ``recorded`` (a list, filled
+    after the loop with the stacked step inputs X [steps, batch, in]) turns it into the kernel's
+    gradient with a single matrix product. Same sum, other order: equal to float rounding.
+    """
+    depth, out = [int(d) for d in kernel.shape]
+
+    @tf.custom_gradient
+    def probe(weights):
+        def gradient(d_probe):
+            inputs = tf.reshape(recorded[0], [-1, depth])
+            return tf.matmul(inputs, tf.reshape(d_probe, [-1, out]), transpose_a=True)
+        return tf.zeros(tf.stack([steps, batch_size, out])), gradient
+    return probe(kernel)
+
+
 class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
-    """LSTM cell with zoneout (Krueger et al. 2016).
+    """LSTM cell with zoneout (Krueger et al. 2016); the arithmetic and variables of tf.nn.rnn_cell.LSTMCell.
 
     In training the input is a pair (input, keep mask): the mask has two blocks of ``units``
     (cell and hidden state), is drawn before the loop, so the cell holds no random op and works
     inside any loop (dynamic_rnn passes the pair through). At inference zoneout is the
-    expectation: a fixed blend.
+    expectation: a fixed blend. ``step`` also takes a kernel probe (see loop_kernel_probe).
     """
 
     def __init__(self, units, zoneout_rate, is_training, name):
@@ -45,30 +66,52 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
         self._units = units
         self._rate = zoneout_rate
         self._is_training = is_training
-        self._cell = tf.nn.rnn_cell.LSTMCell(units, name=name)
+        self._variable_name = name
+        self.kernel = None
+        self.bias = None
 
     @property
     def state_size(self):
-        return self._cell.state_size
+        return tf.nn.rnn_cell.LSTMStateTuple(self._units, self._units)
 
     @property
     def output_size(self):
         return self._units
 
+    def build_variables(self, input_depth):
+        """kernel [input + units, 4 units] and bias, named as LSTMCell names them (checkpoints load)."""
+        if self.kernel is None:
+            with tf.variable_scope(self._variable_name):
+                self.kernel = tf.get_variable("kernel", [input_depth + self._units, 4 * self._units])
+                self.bias = tf.get_variable("bias", [4 * self._units], initializer=tf.zeros_initializer())
+
     def __call__(self, inputs, state, scope=None):
+        keep = None
         if self._is_training:
             inputs, keep = inputs
-            keep_c, keep_h = tf.split(keep, 2, axis=-1)
-        _, new_state = self._cell(inputs, state)
+        output, new_state, _ = self.step(inputs, state, keep)
+        return output, new_state
+
+    def step(self, inputs, state, keep=None, kernel_probe=None):
+        """(output, new state, the kernel's input); with ``kernel_probe`` the kernel gets no per-step gradient."""
+        self.build_variables(int(inputs.shape[-1]))
         prev_c, prev_h = state
-        new_c, new_h = new_state
-        if self._is_training:
+        kernel_input = tf.concat([inputs, prev_h], axis=1)
+        if kernel_probe is None:
+            gates = tf.matmul(kernel_input, self.kernel)
+        else:
+            gates = tf.matmul(kernel_input, tf.stop_gradient(self.kernel)) + kernel_probe
+        i, j, f, o = tf.split(tf.nn.bias_add(gates, self.bias), 4, axis=1)
+        new_c = tf.sigmoid(f + 1.0) * prev_c + tf.sigmoid(i) * tf.tanh(j)
+        new_h = tf.sigmoid(o) * tf.tanh(new_c)
+        if keep is not None:
+            keep_c, keep_h = tf.split(keep, 2, axis=-1)
             c = prev_c + keep_c * (new_c - prev_c)
             h = prev_h + keep_h * (new_h - prev_h)
         else:
             c = (1.0 - self._rate) * new_c + self._rate * prev_c
             h = (1.0 - self._rate) * new_h + self._rate * prev_h
-        return h, tf.nn.rnn_cell.LSTMStateTuple(c, h)
+        return h, tf.nn.rnn_cell.LSTMStateTuple(c, h), kernel_input
 
 
 def conv3d_bn_relu(x, filters, kernel_size, strides, is_training, name):

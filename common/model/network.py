@@ -7,18 +7,21 @@ lives here, so variable names, and therefore checkpoints, are the same in both t
 import collections
 import math
 
-from common.model.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout, keep_mask
+from common.model.layers import (Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout, keep_mask,
+                                 loop_kernel_probe)
 from common.tf_compat import tf
 
 ModelOutputs = collections.namedtuple(
     "ModelOutputs", ["decoder_mels", "postnet_mels", "stop_logits", "alignments"])
 Losses = collections.namedtuple(
     "Losses", ["total", "decoder", "postnet", "stop", "regularization"])
+# kernel_inputs: in training, one TensorArray per LSTM layer recording each step's kernel input.
 DecoderState = collections.namedtuple(
-    "DecoderState", ["lstm", "context", "alignments", "cumulative_alignments"])
-# The decoder's randomness for a whole sequence, drawn before the loop (leading axis: decoder step):
-# prenet keep masks and zoneout keep masks (one per layer, [steps, B, width]), teacher-forcing coins [steps].
-DecoderNoise = collections.namedtuple("DecoderNoise", ["prenet", "zoneout", "coins"])
+    "DecoderState", ["lstm", "context", "alignments", "cumulative_alignments", "kernel_inputs"])
+# What a decode loop prepares before it starts, leading axis the decoder step: the randomness
+# (prenet and zoneout keep masks [steps, B, width] per layer, teacher-forcing coins [steps]) and,
+# in training, the LSTM kernel probes (TensorArrays of zeros, see layers.loop_kernel_probe).
+DecoderSequence = collections.namedtuple("DecoderSequence", ["prenet", "zoneout", "coins", "kernel_probes"])
 
 # Salts that keep the random streams of different layers apart.
 _SALT_PRENET = 10
@@ -71,8 +74,9 @@ class DecoderCell(object):
     """One decoder step: prenet -> LSTMs -> location-sensitive attention -> projections.
 
     Device trees drive it with their own loops; the cell owns every decoder variable. A loop
-    draws the sequence's randomness once with ``draw_noise`` before it starts and hands each
-    step its slice (``noise_at``), so the loop body holds no random op.
+    prepares the sequence with ``begin_sequence`` before it starts (randomness drawn once, so the
+    body holds no random op), hands each step its slice (``sequence_at``), starts from
+    ``zero_state`` and, after the loop, passes the final state to ``end_sequence``.
     """
 
     def __init__(self, hp, memory, is_training, noise):
@@ -84,6 +88,11 @@ class DecoderCell(object):
                        for i, units in enumerate(hp.prenet_layers)]
         self.lstms = [ZoneoutLSTMCell(hp.decoder_lstm_units, hp.zoneout_rate, is_training,
                                       "decoder_lstm_%d" % i) for i in range(hp.decoder_layers)]
+        depth = hp.prenet_layers[-1] + int(memory.shape[-1])
+        for cell in self.lstms:
+            cell.build_variables(depth)
+            depth = hp.decoder_lstm_units
+        self._recorded_kernel_inputs = [[] for _ in self.lstms]
         self.query_layer = tf.layers.Dense(hp.attention_dim, use_bias=False, name="query_layer")
         self.location_conv = tf.layers.Conv1D(hp.attention_filters, hp.attention_kernel, padding="same",
                                               use_bias=False, name="location_conv")
@@ -95,56 +104,75 @@ class DecoderCell(object):
         self.frame_projection = tf.layers.Dense(hp.num_mels * hp.outputs_per_step, name="frame_projection")
         self.stop_projection = tf.layers.Dense(hp.outputs_per_step, name="stop_projection")
 
-    def zero_state(self, batch_size):
+    def zero_state(self, batch_size, steps):
         units = self.hp.decoder_lstm_units
         zeros = lambda width: tf.zeros(tf.stack([batch_size, width]))
         time = self.memory.shape[1]
+        kernel_inputs = ()
+        if self.is_training:
+            kernel_inputs = tuple(tf.TensorArray(tf.float32, size=steps) for _ in self.lstms)
         return DecoderState(
             lstm=tuple(tf.nn.rnn_cell.LSTMStateTuple(zeros(units), zeros(units)) for _ in self.lstms),
             context=zeros(int(self.memory.shape[-1])),
             alignments=zeros(int(time)),
-            cumulative_alignments=zeros(int(time)))
+            cumulative_alignments=zeros(int(time)),
+            kernel_inputs=kernel_inputs)
 
     def go_frame(self, batch_size):
         return tf.zeros(tf.stack([batch_size, self.hp.num_mels]))
 
-    def draw_noise(self, batch_size, steps, teacher_forcing):
-        """DecoderNoise for ``steps`` decoder steps; zoneout only in training, coins only with teacher forcing."""
+    def begin_sequence(self, batch_size, steps, teacher_forcing):
+        """DecoderSequence for ``steps`` steps; zoneout and probes only in training, coins only with teacher forcing."""
         hp = self.hp
 
         def masks(width, salt, rate):
             return keep_mask(self.noise.uniform(tf.stack([steps, batch_size, width]), salt), rate)
         prenet = tuple(masks(units, _SALT_PRENET + i, hp.dropout_rate) for i, units in enumerate(hp.prenet_layers))
-        zoneout = ()
+        zoneout = probes = ()
         if self.is_training:
             zoneout = tuple(masks(2 * hp.decoder_lstm_units, _SALT_DECODER_ZONEOUT + i, hp.zoneout_rate)
                             for i in range(len(self.lstms)))
+            probes = tuple(tf.TensorArray(tf.float32, size=steps).unstack(
+                loop_kernel_probe(cell.kernel, steps, batch_size, recorded))
+                for cell, recorded in zip(self.lstms, self._recorded_kernel_inputs))
         coins = self.noise.uniform(tf.reshape(steps, [1]), _SALT_TEACHER_COIN) if teacher_forcing else None
-        return DecoderNoise(prenet, zoneout, coins)
+        return DecoderSequence(prenet, zoneout, coins, probes)
 
     @staticmethod
-    def noise_at(noise, step):
-        """The slice of ``noise`` (a DecoderNoise) for one decoder step."""
+    def sequence_at(sequence, step):
+        """The slice of ``sequence`` (a DecoderSequence) for one decoder step."""
         at = lambda t: tf.gather(t, step)
-        return DecoderNoise(tuple(at(t) for t in noise.prenet), tuple(at(t) for t in noise.zoneout),
-                            None if noise.coins is None else at(noise.coins))
+        return DecoderSequence(tuple(at(t) for t in sequence.prenet), tuple(at(t) for t in sequence.zoneout),
+                               None if sequence.coins is None else at(sequence.coins),
+                               tuple(probe.read(step) for probe in sequence.kernel_probes))
 
-    def step(self, previous_frame, state, noise):
-        """One step with its slice of the noise; returns (frames [B, r*mels], stop_logits [B, r], new state)."""
+    def end_sequence(self, final_state):
+        """Hand the recorded kernel inputs to the kernel probes' gradients (training only)."""
+        for recorded, inputs in zip(self._recorded_kernel_inputs, final_state.kernel_inputs):
+            recorded.append(inputs.stack())
+
+    def step(self, previous_frame, state, step, inputs):
+        """Step ``step`` with its slice of the sequence; returns (frames [B, r*mels], stop_logits [B, r], new state)."""
         x = previous_frame
-        for layer, keep in zip(self.prenet, noise.prenet):
+        for layer, keep in zip(self.prenet, inputs.prenet):
             x = dropout(layer(x), self.hp.dropout_rate, keep)
         x = tf.concat([x, state.context], axis=-1)
         new_lstm = []
+        kernel_inputs = []
         for i, cell in enumerate(self.lstms):
-            x, lstm_state = cell((x, noise.zoneout[i]) if self.is_training else x, state.lstm[i])
+            if self.is_training:
+                x, lstm_state, kernel_input = cell.step(x, state.lstm[i], inputs.zoneout[i], inputs.kernel_probes[i])
+                kernel_inputs.append(state.kernel_inputs[i].write(step, kernel_input))
+            else:
+                x, lstm_state, _ = cell.step(x, state.lstm[i])
             new_lstm.append(lstm_state)
         alignments, cumulative = self._attend(x, state.cumulative_alignments)
         context = tf.reduce_sum(alignments[:, :, None] * self.memory, axis=1)
         projection_input = tf.concat([x, context], axis=-1)
         frames = self.frame_projection(projection_input)
         stop_logits = self.stop_projection(projection_input)
-        return frames, stop_logits, DecoderState(tuple(new_lstm), context, alignments, cumulative)
+        return frames, stop_logits, DecoderState(tuple(new_lstm), context, alignments, cumulative,
+                                                 tuple(kernel_inputs))
 
     def _attend(self, query, cumulative):
         location = self.location_layer(self.location_conv(cumulative[:, :, None]))
@@ -153,12 +181,12 @@ class DecoderCell(object):
         alignments = tf.nn.softmax(energy, axis=-1)
         return alignments, cumulative + alignments
 
-    def next_input(self, frames, target_frame, teacher_forcing_ratio, noise):
+    def next_input(self, frames, target_frame, teacher_forcing_ratio, inputs):
         """Scheduled teacher forcing: one coin per step for the whole batch (a blend by 1/0, no branch)."""
         predicted = frames[:, -self.hp.num_mels:]
         if target_frame is None:
             return predicted
-        teach = tf.cast(noise.coins < teacher_forcing_ratio, tf.float32)
+        teach = tf.cast(inputs.coins < teacher_forcing_ratio, tf.float32)
         return teach * target_frame + (1.0 - teach) * predicted
 
 
