@@ -53,9 +53,10 @@ def build_inference_graph(hp, target="gpu", batch_size=1):
     inputs = tf.placeholder(tf.float32, [batch_size, hp.T, hp.img_size, hp.img_size, 3], name=INPUT_NAME)
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
     outputs = model_lib.Lip2Wav(hp, DECODE_LOOPS[target]).build(inputs, speakers, is_training=False)
-    mels = tf.identity(outputs.postnet_mels, name=OUTPUT_NAME)
-    # Both loops run exactly max_iters steps at inference; say so for the dynamic one too.
-    mels.set_shape([batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels])
+    # Both loops run exactly max_iters steps at inference; a reshape to that static shape says so in
+    # the graph itself (for the dynamic loop too), so every consumer infers the manifest's shape.
+    mels = tf.reshape(outputs.postnet_mels, [batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels],
+                      name=OUTPUT_NAME)
     alignments = tf.identity(outputs.alignments, name=ALIGNMENT_NAME)
     return inputs, mels, alignments
 

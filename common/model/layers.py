@@ -31,15 +31,15 @@ def dropout(x, rate, keep):
     return x * keep / (1.0 - rate)
 
 
-def loop_kernel_probe(kernel, steps, batch_size, recorded):
-    """Zeros [steps, batch, out] whose gradient w.r.t. ``kernel`` [in, out] is X^T dZ in one product.
+def loop_kernel_probe(kernel, leading_shape, recorded):
+    """Zeros ``leading_shape`` + [out] whose gradient w.r.t. ``kernel`` [in, out] is X^T dZ in one product.
 
     A while loop that multiplies by ``kernel`` makes TF1's backprop add a whole [in, out] gradient
     into an accumulator on every iteration, which for the decoder LSTMs is more memory traffic
     than arithmetic. A loop step instead multiplies by stop_gradient(kernel) and adds its slice of
     this probe, so backprop gathers every step's dZ into one tensor; ``recorded`` (a list, filled
-    after the loop with the stacked step inputs X [steps, batch, in]) turns it into the kernel's
-    gradient with a single matrix product. Same sum, other order: equal to float rounding.
+    after the loop with the step inputs X, ``leading_shape`` + [in] in the same order) turns it into
+    the kernel's gradient with a single matrix product. Same sum, other order: equal to float rounding.
     """
     depth, out = [int(d) for d in kernel.shape]
 
@@ -48,7 +48,7 @@ def loop_kernel_probe(kernel, steps, batch_size, recorded):
         def gradient(d_probe):
             inputs = tf.reshape(recorded[0], [-1, depth])
             return tf.matmul(inputs, tf.reshape(d_probe, [-1, out]), transpose_a=True)
-        return tf.zeros(tf.stack([steps, batch_size, out])), gradient
+        return tf.zeros(tf.concat([leading_shape, [out]], axis=0)), gradient
     return probe(kernel)
 
 
@@ -58,7 +58,9 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
     In training the input is a pair (input, keep mask): the mask has two blocks of ``units``
     (cell and hidden state), is drawn before the loop, so the cell holds no random op and works
     inside any loop (dynamic_rnn passes the pair through). At inference zoneout is the
-    expectation: a fixed blend. ``step`` also takes a kernel probe (see loop_kernel_probe).
+    expectation: a fixed blend. ``step`` also takes a kernel probe (see loop_kernel_probe); under
+    dynamic_rnn the input is then a triple (input, keep mask, probe) and, after
+    ``record_kernel_inputs``, the output a pair (output, kernel input).
     """
 
     def __init__(self, units, zoneout_rate, is_training, name):
@@ -69,6 +71,7 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
         self._variable_name = name
         self.kernel = None
         self.bias = None
+        self._recording = False
 
     @property
     def state_size(self):
@@ -76,7 +79,13 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
 
     @property
     def output_size(self):
+        if self._recording:
+            return self._units, int(self.kernel.shape[0])
         return self._units
+
+    def record_kernel_inputs(self):
+        """Make the cell emit its kernel input beside its output (build_variables first)."""
+        self._recording = True
 
     def build_variables(self, input_depth):
         """kernel [input + units, 4 units] and bias, named as LSTMCell names them (checkpoints load)."""
@@ -86,11 +95,13 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
                 self.bias = tf.get_variable("bias", [4 * self._units], initializer=tf.zeros_initializer())
 
     def __call__(self, inputs, state, scope=None):
-        keep = None
-        if self._is_training:
+        keep = probe = None
+        if self._is_training and self._recording:
+            inputs, keep, probe = inputs
+        elif self._is_training:
             inputs, keep = inputs
-        output, new_state, _ = self.step(inputs, state, keep)
-        return output, new_state
+        output, new_state, kernel_input = self.step(inputs, state, keep, probe)
+        return ((output, kernel_input) if self._recording else output), new_state
 
     def step(self, inputs, state, keep=None, kernel_probe=None):
         """(output, new state, the kernel's input); with ``kernel_probe`` the kernel gets no per-step gradient."""

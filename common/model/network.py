@@ -52,22 +52,31 @@ def encode(inputs, speaker_embeddings, hp, is_training, noise):
         side = encoder_side(hp)
         channels = hp.num_init_filters * 2 ** (hp.enc_conv_num_blocks - 1)
         x = tf.reshape(x, [-1, hp.T, side * side * channels])
-        cells = [ZoneoutLSTMCell(hp.encoder_lstm_units, hp.zoneout_rate, is_training, name)
-                 for name in ("lstm_fw", "lstm_bw")]
         reverse = lambda t: tf.reverse(t, axis=[1])
-        if is_training:
-            shape = tf.concat([tf.shape(x)[:2], [2 * hp.encoder_lstm_units]], axis=0)
-            fw_in = (x, keep_mask(noise.uniform(shape, _SALT_ENCODER_ZONEOUT), hp.zoneout_rate))
-            bw_in = (reverse(x), reverse(keep_mask(noise.uniform(shape, _SALT_ENCODER_ZONEOUT + 1), hp.zoneout_rate)))
-        else:
-            fw_in, bw_in = x, reverse(x)
+        fw_out = _encoder_lstm(x, hp, is_training, noise, "fw", _SALT_ENCODER_ZONEOUT)
         # Every window has the full T frames, so the backward pass is a plain reversal.
-        fw_out, _ = tf.nn.dynamic_rnn(cells[0], fw_in, dtype=tf.float32, scope="fw")
-        bw_out, _ = tf.nn.dynamic_rnn(cells[1], bw_in, dtype=tf.float32, scope="bw")
-        bw_out = tf.reverse(bw_out, axis=[1])
+        bw_out = reverse(_encoder_lstm(reverse(x), hp, is_training, noise, "bw", _SALT_ENCODER_ZONEOUT + 1))
         outputs = tf.concat([fw_out, bw_out], axis=-1)
         tiled = tf.tile(speaker_embeddings[:, None, :], [1, hp.T, 1])
         return tf.concat([outputs, tiled], axis=-1)
+
+
+def _encoder_lstm(x, hp, is_training, noise, direction, salt):
+    """One direction of the encoder BiLSTM over [B, T, depth]; in training with zoneout and a kernel probe."""
+    cell = ZoneoutLSTMCell(hp.encoder_lstm_units, hp.zoneout_rate, is_training, "lstm_" + direction)
+    if not is_training:
+        return tf.nn.dynamic_rnn(cell, x, dtype=tf.float32, scope=direction)[0]
+    with tf.variable_scope(direction):
+        cell.build_variables(int(x.shape[-1]))
+    cell.record_kernel_inputs()
+    batch_time = tf.shape(x)[:2]
+    keep = keep_mask(noise.uniform(tf.concat([batch_time, [2 * hp.encoder_lstm_units]], axis=0), salt),
+                     hp.zoneout_rate)
+    recorded = []
+    probe = loop_kernel_probe(cell.kernel, batch_time, recorded)
+    (outputs, kernel_inputs), _ = tf.nn.dynamic_rnn(cell, (x, keep, probe), dtype=tf.float32, scope=direction)
+    recorded.append(kernel_inputs)
+    return outputs
 
 
 class DecoderCell(object):
@@ -133,7 +142,7 @@ class DecoderCell(object):
             zoneout = tuple(masks(2 * hp.decoder_lstm_units, _SALT_DECODER_ZONEOUT + i, hp.zoneout_rate)
                             for i in range(len(self.lstms)))
             probes = tuple(tf.TensorArray(tf.float32, size=steps).unstack(
-                loop_kernel_probe(cell.kernel, steps, batch_size, recorded))
+                loop_kernel_probe(cell.kernel, tf.stack([steps, batch_size]), recorded))
                 for cell, recorded in zip(self.lstms, self._recorded_kernel_inputs))
         coins = self.noise.uniform(tf.reshape(steps, [1]), _SALT_TEACHER_COIN) if teacher_forcing else None
         return DecoderSequence(prenet, zoneout, coins, probes)
