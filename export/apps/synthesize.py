@@ -30,6 +30,8 @@ from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
+# Windows per forward pass (the bench times inference at this batch too).
+DEFAULT_BATCH_SIZE = 8
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 
 
@@ -154,7 +156,7 @@ _CLIP_FAULT_FIX = {
 class Synthesizer(object):
     """Checkpoint -> speech for clips and videos; the model is loaded on first use and reused."""
 
-    def __init__(self, checkpoint, target="gpu", batch_size=8):
+    def __init__(self, checkpoint, target="gpu", batch_size=DEFAULT_BATCH_SIZE):
         self.hp, _ = graph.resolve_checkpoint(checkpoint)
         self.checkpoint = checkpoint
         self.target = target
@@ -290,7 +292,7 @@ def _frame_or_black(clip, number, hp):
     return image if image is not None else np.zeros((hp.img_size, hp.img_size, 3), np.uint8)
 
 
-def synthesize(checkpoint, input_path, out, target="gpu", batch_size=8, plot=False, mux_video=False):
+def synthesize(checkpoint, input_path, out, target="gpu", batch_size=DEFAULT_BATCH_SIZE, plot=False, mux_video=False):
     """Synthesise a video, a clip folder or a folder of them; returns the list of files written.
 
     One input writes ``out`` (a .wav path); a folder writes ``out/<name>.wav`` per input. All
@@ -330,7 +332,7 @@ def build_parser():
     parser.add_argument("--out", required=True, help="Output .wav for one input; output folder for a folder.")
     parser.add_argument("--target", default="gpu", choices=sorted(graph.DECODE_LOOPS),
                         help="Which tree's decode loop runs the checkpoint (same weights either way).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Windows per forward pass.")
     parser.add_argument("--plot", action="store_true", help="Also write <out>.png: predicted (and true) mel.")
     parser.add_argument("--mux", action="store_true", help="Also write <out>.mp4: the input video with the speech.")
     return parser

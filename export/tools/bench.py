@@ -33,6 +33,10 @@ from common.training import loop as training
 from common.data.dataset import BatchSource
 from common.errors import Lip2WavError
 from common.tf_compat import tf
+from export import freeze
+from export.apps.synthesize import DEFAULT_BATCH_SIZE as SYNTHESIZER_BATCH
+from export.graph import CheckpointPredictor, build_inference_graph
+from export.infer import FrozenGraphRunner
 from gpu_training import feeder as gpu_feeder
 from gpu_training import train as gpu_train
 from npu_training import feeder as npu_feeder
@@ -186,7 +190,11 @@ def main(argv=None):
     parser.add_argument("--baseline", default=None,
                         help="Git commit to time this checkout against, side by side (steps alternated).")
     parser.add_argument("--trees", default="gpu,npu", help="With --baseline: comma-separated trees to time.")
+    parser.add_argument("--inference", action="store_true",
+                        help="Time inference instead: windows/s and real-time factor, checkpoint vs frozen graph.")
     args = parser.parse_args(argv)
+    if args.inference:
+        return cli.run(lambda: run_inference_bench(args))
     if args.baseline:
         return cli.run(lambda: run_baseline_bench(args))
     return cli.run(lambda: run_bench(args))
@@ -211,6 +219,81 @@ def run_bench(args):
         "machine": platform.machine(), "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started,
         "npu_within_limit": all(r["npu_to_gpu"] <= MAX_NPU_TO_GPU for r in rows),
     })
+    LOG.info("wrote %s", args.out)
+
+
+INFERENCE_BATCHES = (1, SYNTHESIZER_BATCH)
+
+
+def fresh_checkpoint(run_dir, hp):
+    """A run directory with hparams.json and an initialised (untrained) checkpoint: speed needs no training."""
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    hp.save(os.path.join(run_dir, "hparams.json"))
+    with tf.Graph().as_default():
+        tf.set_random_seed(hp.tacotron_random_seed)
+        build_inference_graph(hp, "npu", 1)
+        tf.train.get_or_create_global_step()
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, os.path.join(run_dir, "checkpoints", training.CHECKPOINT_NAME), global_step=0)
+    return run_dir
+
+
+def _windows_per_second(predict, windows, repeats):
+    predict(windows)
+    best = min(_seconds(lambda: predict(windows)) for _ in range(repeats))
+    return len(windows) / best
+
+
+def _seconds(function):
+    began = time.monotonic()
+    function()
+    return time.monotonic() - began
+
+
+def bench_inference(work_dir, preset, repeats=3):
+    """Rows of windows/s and real-time factor per target, batch and path (checkpoint, frozen graph)."""
+    hp = hparams_lib.resolve(preset)
+    run_dir = fresh_checkpoint(os.path.join(work_dir, "run-" + preset), hp)
+    window_seconds = hp.mel_step_size / hp.mel_frames_per_second
+    rows = []
+    for target in ("gpu", "npu"):
+        for batch in INFERENCE_BATCHES:
+            windows = np.random.RandomState(0).rand(batch, hp.T, hp.img_size, hp.img_size, 3).astype(np.float32)
+            out_dir = os.path.join(work_dir, "frozen-%s-%s-%d" % (preset, target, batch))
+            freeze.freeze(run_dir, out_dir, target, batch)
+            with CheckpointPredictor(run_dir, target, batch) as predictor:
+                from_checkpoint = _windows_per_second(predictor.predict, windows, repeats)
+            with FrozenGraphRunner(os.path.join(out_dir, freeze.base_name(target) + ".pb")) as runner:
+                from_frozen = _windows_per_second(runner.predict, windows, repeats)
+            for path, rate in (("checkpoint", from_checkpoint), ("frozen", from_frozen)):
+                rows.append({"preset": preset, "target": target, "batch_size": batch, "path": path,
+                             "windows_per_second": rate, "real_time_factor": 1.0 / (rate * window_seconds),
+                             "load_average": list(os.getloadavg())})
+    return rows
+
+
+def format_inference_table(rows):
+    header = ("preset", "target", "batch", "path", "windows/s", "real-time factor", "load avg 1m")
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    lines += [" | ".join([r["preset"], r["target"], str(r["batch_size"]), r["path"], "%.2f" % r["windows_per_second"],
+                          "%.3f" % r["real_time_factor"], "%.1f" % r["load_average"][0]]) for r in rows]
+    return "\n".join(lines)
+
+
+def run_inference_bench(args):
+    """Inference speed per preset; prints the table and writes the JSON."""
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-bench-")
+    try:
+        rows = [row for preset in [p.strip() for p in args.presets.split(",") if p.strip()]
+                for row in bench_inference(work_dir, preset)]
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    table = format_inference_table(rows)
+    print(table)
+    atomic.write_json(args.out, {"rows": rows, "table": table, "cpu_count": os.cpu_count(),
+                                 "tensorflow": tf.version.VERSION, "load_average": list(os.getloadavg())})
     LOG.info("wrote %s", args.out)
 
 
