@@ -91,12 +91,16 @@ def op_stats(step_stats, graph):
     return ops
 
 
-def _input_shape(op, index, shapes):
-    """An input's shape: static when known, else as the trace recorded its producer's output."""
+def _input_dims(op, index, shapes):
+    """An input's dims: each static one where known, else as the trace recorded its producer's output."""
     tensor = op.inputs[index]
-    if tensor.shape.is_fully_defined():
-        return tensor.shape.as_list()
-    return shapes.get(tensor.op.name, {}).get(tensor.value_index)
+    static = tensor.shape.as_list() if tensor.shape.dims is not None else None
+    if static is not None and None not in static:
+        return static
+    traced = shapes.get(tensor.op.name, {}).get(tensor.value_index)
+    if static is None or (traced is not None and len(traced) == len(static)):
+        return traced if static is None else [s if s is not None else t for s, t in zip(static, traced)]
+    return static
 
 
 def _flops(op, output, shapes):
@@ -105,17 +109,20 @@ def _flops(op, output, shapes):
         return 0
     out = int(np.prod(output))
     if op.type in ("MatMul", "_FusedMatMul"):
-        a = _input_shape(op, 0, shapes)
-        return 2 * out * a[0 if op.get_attr("transpose_a") else 1] if a else 0
+        a, b = _input_dims(op, 0, shapes), _input_dims(op, 1, shapes)
+        inner = [a[0 if op.get_attr("transpose_a") else 1] if a else None,
+                 b[1 if op.get_attr("transpose_b") else 0] if b else None]
+        inner = [d for d in inner if d is not None]
+        return 2 * out * inner[0] if inner else 0
     if op.type in ("Conv2D", "Conv3D", "_FusedConv2D"):
-        kernel = _input_shape(op, 1, shapes)
-        return 2 * out * int(np.prod(kernel[:-1])) if kernel else 0
+        kernel = _input_dims(op, 1, shapes)
+        return 2 * out * int(np.prod(kernel[:-1])) if kernel and None not in kernel else 0
     if op.type in ("Conv2DBackpropInput", "Conv3DBackpropInputV2"):
-        kernel = _input_shape(op, 1, shapes)
-        return 2 * out * int(np.prod(kernel[:-2])) * kernel[-1] if kernel else 0
+        kernel = _input_dims(op, 1, shapes)
+        return 2 * out * int(np.prod(kernel[:-2])) * kernel[-1] if kernel and None not in kernel else 0
     if op.type in ("Conv2DBackpropFilter", "Conv3DBackpropFilterV2"):
-        grad = _input_shape(op, 2, shapes)
-        return 2 * out // output[-1] * int(np.prod(grad)) if grad else 0
+        grad = _input_dims(op, 2, shapes)
+        return 2 * out // output[-1] * int(np.prod(grad)) if grad and None not in grad else 0
     return 0
 
 
