@@ -406,3 +406,17 @@ def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None
 def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json") -> None:
     """Sec/step of the NPU tree (emulated) vs the GPU tree, and each feeder's supply vs the step's demand."""
     _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out])
+
+
+@task(help={
+    "preset": "hyperparameter preset to profile (chess at batch 24 takes tens of seconds a step on 2 cores)",
+    "target": "device tree: gpu or npu (on an Ascend host the TF Adapter's profiler is switched on too)",
+    "batch_size": "batch size (0: the preset's)",
+    "steps": "timed untraced steps after one warm-up step",
+    "out": "folder for the chrome-trace timeline and the JSON report",
+})
+def profile(c: Context, preset: str = "synthetic", target: str = "npu", batch_size: int = 0, steps: int = 2,
+            out: str = "profile") -> None:
+    """Where a training step's time goes: timeline, op time by model part and op type, FLOP/s vs the matmul peak."""
+    _run_entrypoint("export.tools.profile", ["--preset", preset, "--tree", target, "--batch-size", str(batch_size),
+                                             "--steps", str(steps), "--out", out])
