@@ -106,7 +106,7 @@ def check_graph_def(graph_def, target):
                           "check export/graph.py" % graph_lib.INPUT_NAME)
     bad = forbidden_nodes(graph_def)
     if bad:
-        raise ExportError("frozen graph still holds training/queue/PyFunc ops: %s; keep them out of "
+        raise ExportError("frozen graph still holds training/queue/PyFunc/random ops: %s; keep them out of "
                           "build_inference_graph" % ", ".join("%s (%s)" % item for item in bad[:10]))
     if target == "npu":
         findings = lint_lib.lint_graph_def(graph_def, inference=True)
