@@ -29,7 +29,8 @@ def dynamic_decode_loop(cell, batch_size, max_iters, target_frames=None, teacher
         return (step + 1, finished, next_frame, state, frames_ta.write(step, frames),
                 stops_ta.write(step, stop_logits), align_ta.write(step, state.alignments))
 
-    loop_vars = (tf.constant(0), tf.zeros([batch], tf.bool), cell.go_frame(batch), cell.zero_state(batch, steps)) + tuple(arrays)
+    loop_vars = ((tf.constant(0), tf.zeros([batch], tf.bool), cell.go_frame(batch), cell.zero_state(batch, steps))
+                 + tuple(arrays))
     result = tf.while_loop(cond, body, loop_vars)
     cell.end_sequence(result[3])
     frames, stops, alignments = [tf.transpose(ta.stack(), [1, 0, 2]) for ta in result[4:]]

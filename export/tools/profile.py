@@ -234,7 +234,8 @@ def profile_tree(args, work_dir):
                           .generate_chrome_trace_format())
         ops = op_stats(run_metadata.step_stats, graph)
     profile = summarise(ops, float(np.median(seconds)), matmul_peak(config))
-    profile.update(preset=args.preset, tree=args.tree, batch_size=hp.tacotron_batch_size, data_wait_share=wait_share, peak_rss_bytes=peak_rss_bytes(),
+    profile.update(preset=args.preset, tree=args.tree, batch_size=hp.tacotron_batch_size, data_wait_share=wait_share,
+                   peak_rss_bytes=peak_rss_bytes(),
                    timeline=trace_path, load_average=list(os.getloadavg()))
     if backend.name == "npu" and not npu_session.npu_bridge_available():
         profile["ascend_profiling"] = None
