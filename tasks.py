@@ -282,3 +282,14 @@ def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str
     samples/s of 1 vs 2 data-parallel processes (scaling efficiency)."""
     _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out,
                                            "--world-sizes", world_sizes, "--world-trees", world_trees])
+
+
+@cli_task("export.tools.profile",
+          preset="hyperparameter preset to profile (chess at batch 24 takes tens of seconds a step on 2 cores)",
+          target="device tree: gpu or npu (on an Ascend host the TF Adapter's profiler is switched on too)",
+          batch_size="batch size (0: the preset's)")
+def profile(c: Context, preset: str = "synthetic", target: str = "npu", batch_size: int = 0, steps: int = 2,
+            out: str = "profile") -> None:
+    """Where a training step's time goes: timeline, op time by model part and op type, FLOP/s vs the matmul peak."""
+    _run_entrypoint("export.tools.profile", ["--preset", preset, "--tree", target, "--batch-size", str(batch_size),
+                                             "--steps", str(steps), "--out", out])

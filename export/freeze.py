@@ -6,9 +6,11 @@ loop (gpu: dynamic while loop; npu: fixed-iteration, static-shape loop), so the 
 pass npu_training.lint before it is written. Outputs in --out:
   lip2wav_<target>.pb / .pbtxt   the frozen GraphDef (binary / text), with _output_shapes attrs
   lip2wav_<target>.json          manifest: node names, shapes, dtype, hparams, checkpoint, op types, sizes
-Freeze with the TensorFlow that will consume the graph: TF 2.x writes some ops under new names
-(stateless random ops become StatelessRandomUniformV2), which TF 1.15 and ATC may not know, so
-for ATC freeze inside the NPU image (TF 1.15).
+The prenet's inference-time dropout masks are random draws with a frozen seed, the same for every
+input: they are evaluated once and stored as constants with exactly those values, so the graph
+holds no random op and any consumer (ATC, converters to other runtimes) can take it.
+Freeze with the TensorFlow that will consume the graph: TF 2.x writes some ops under new names,
+which TF 1.15 and ATC may not know, so for ATC freeze inside the NPU image (TF 1.15).
 """
 import argparse
 import json
@@ -16,6 +18,7 @@ import logging
 import os
 import sys
 
+import numpy as np
 from google.protobuf import text_format
 
 from common import atomic
@@ -33,6 +36,8 @@ TRAINING_OPS = frozenset([
     "AssignSub", "AssignVariableOp", "IsVariableInitialized", "SaveV2", "RestoreV2", "MergeV2Checkpoints",
 ])
 FORBIDDEN_OPS = TRAINING_OPS | lint_lib.QUEUE_OPS | lint_lib.PY_FUNC_OPS
+RANDOM_OP_PREFIXES = ("StatelessRandom", "RandomUniform", "RandomStandardNormal", "TruncatedNormal",
+                      "Multinomial", "RandomShuffle")
 
 
 class ExportError(Lip2WavError, ValueError):
@@ -44,16 +49,38 @@ def base_name(target):
 
 
 def forbidden_nodes(graph_def):
-    """Nodes that have no place in a frozen inference graph (variables, optimiser, queues, PyFunc)."""
+    """Nodes that have no place in a frozen inference graph (variables, optimiser, queues, PyFunc, random)."""
     return [(node.name, node.op) for node in graph_def.node
-            if node.op in FORBIDDEN_OPS or node.op.startswith("Apply") or node.op.startswith("ResourceApply")]
+            if node.op in FORBIDDEN_OPS or node.op.startswith(("Apply", "ResourceApply") + RANDOM_OP_PREFIXES)]
+
+
+def fold_random_ops(session, graph, graph_def, feed_dict):
+    """Replace every random op of ``graph_def`` by a Const holding the value it draws in ``session``.
+
+    The inference graph's draws depend only on their frozen seeds and static shapes, never on the
+    input (``feed_dict`` only satisfies the shape ops), so the constants are exactly what it draws.
+    """
+    random_ops = [op for op in graph.get_operations() if op.type.startswith(RANDOM_OP_PREFIXES)]
+    values = dict(zip([op.name for op in random_ops], session.run([op.outputs[0] for op in random_ops], feed_dict)))
+    for node in graph_def.node:
+        if node.name in values:
+            shapes = node.attr["_output_shapes"] if "_output_shapes" in node.attr else None
+            value = values[node.name]
+            node.op = "Const"
+            del node.input[:]
+            node.attr.clear()
+            node.attr["dtype"].type = tf.as_dtype(value.dtype).as_datatype_enum
+            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
+            if shapes is not None:
+                node.attr["_output_shapes"].CopyFrom(shapes)
+    return graph_def
 
 
 def freeze_graph_def(hp, checkpoint, target, batch_size):
     """Build the target's inference graph in a fresh graph, restore, fold variables -> GraphDef."""
     graph = tf.Graph()
     with graph.as_default():
-        graph_lib.build_inference_graph(hp, target, batch_size)
+        inputs, _, _ = graph_lib.build_inference_graph(hp, target, batch_size)
         saver = tf.train.Saver()
         with tf.Session(graph=graph) as session:
             try:
@@ -64,6 +91,8 @@ def freeze_graph_def(hp, checkpoint, target, batch_size):
                     % (checkpoint, str(error).splitlines()[0]))
             frozen = tf.graph_util.convert_variables_to_constants(
                 session, graph.as_graph_def(add_shapes=True), [graph_lib.OUTPUT_NAME])
+            zeros = np.zeros(inputs.shape.as_list(), np.float32)
+            frozen = fold_random_ops(session, graph, frozen, {inputs: zeros})
     frozen = tf.graph_util.remove_training_nodes(frozen, protected_nodes=[graph_lib.INPUT_NAME,
                                                                           graph_lib.OUTPUT_NAME])
     return tf.graph_util.extract_sub_graph(frozen, [graph_lib.OUTPUT_NAME])
@@ -77,7 +106,7 @@ def check_graph_def(graph_def, target):
                           "check export/graph.py" % graph_lib.INPUT_NAME)
     bad = forbidden_nodes(graph_def)
     if bad:
-        raise ExportError("frozen graph still holds training/queue/PyFunc ops: %s; keep them out of "
+        raise ExportError("frozen graph still holds training/queue/PyFunc/random ops: %s; keep them out of "
                           "build_inference_graph" % ", ".join("%s (%s)" % item for item in bad[:10]))
     if target == "npu":
         findings = lint_lib.lint_graph_def(graph_def, inference=True)

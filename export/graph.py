@@ -33,12 +33,16 @@ def resolve_checkpoint(run_or_checkpoint):
     return hparams_lib.load(hparams_path), checkpoint
 
 
+# Windows per forward pass of synthesis and evaluation (the bench times inference at this batch too).
+DEFAULT_BATCH_SIZE = 8
+
+
 def add_checkpoint_arguments(parser):
     """The flags that pick what predicts: --checkpoint, --target (whose decode loop), --batch-size."""
     parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
     parser.add_argument("--target", default="gpu", choices=devices.TREES,
                         help="Which tree's decode loop runs the checkpoint (same weights either way).")
-    parser.add_argument("--batch-size", type=int, default=8, help="Windows per forward pass.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Windows per forward pass.")
 
 
 def build_inference_graph(hp, target="gpu", batch_size=1):
@@ -47,9 +51,10 @@ def build_inference_graph(hp, target="gpu", batch_size=1):
     inputs = tf.placeholder(tf.float32, [batch_size] + list(windows.window_shape(hp)), name=INPUT_NAME)
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
     outputs = model_lib.Lip2Wav(hp, decode_loop).build(inputs, speakers, is_training=False)
-    mels = tf.identity(outputs.postnet_mels, name=OUTPUT_NAME)
-    # Both loops run exactly max_iters steps at inference; say so for the dynamic one too.
-    mels.set_shape([batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels])
+    # Both loops run exactly max_iters steps at inference; a reshape to that static shape says so in
+    # the graph itself (for the dynamic loop too), so every consumer infers the manifest's shape.
+    mels = tf.reshape(outputs.postnet_mels, [batch_size, hp.max_iters * hp.outputs_per_step, hp.num_mels],
+                      name=OUTPUT_NAME)
     alignments = tf.identity(outputs.alignments, name=ALIGNMENT_NAME)
     return inputs, mels, alignments
 

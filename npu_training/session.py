@@ -10,6 +10,7 @@ npu_bridge is imported only inside functions: without it (a workstation) the sam
 the CPU and one log line says so.
 """
 import dataclasses
+import json
 import logging
 import os
 from typing import Optional
@@ -93,6 +94,26 @@ def npu_optimizer_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_l
     custom_op.parameter_map["enable_data_pre_proc"].b = False
     config.graph_options.rewrite_options.remapping = RewriterConfig.OFF
     config.graph_options.rewrite_options.memory_optimization = RewriterConfig.OFF
+    return config
+
+
+def with_profiling(config, output_dir):
+    """``config`` with the TF Adapter's profiler on, writing to ``output_dir`` (the NpuOptimizer keys).
+
+    training_trace marks the forward/backward/update span of every step and task_trace the time
+    of every device operator, which is how the reference port found its slow operators; the
+    files under ``output_dir`` open with msprof. A config without NpuOptimizer (the CPU
+    emulation) is returned unchanged: there is no Ascend profiler to switch on.
+    """
+    custom = [op for op in config.graph_options.rewrite_options.custom_optimizers if op.name == "NpuOptimizer"]
+    if not custom:
+        return config
+    os.makedirs(output_dir, exist_ok=True)
+    options = {"output": output_dir, "training_trace": "on", "task_trace": "on", "aicpu": "on",
+               "fp_point": "", "bp_point": "", "aic_metrics": "PipeUtilization"}
+    custom[0].parameter_map["profiling_mode"].b = True
+    custom[0].parameter_map["profiling_options"].s = tf.compat.as_bytes(json.dumps(options, sort_keys=True))
+    LOG.info("Ascend profiling on: output in %s", output_dir)
     return config
 
 

@@ -80,6 +80,20 @@ def test_frozen_graph_holds_no_training_queue_or_pyfunc_ops(exported, target):
     assert "Const" in ops
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_frozen_graph_has_no_random_op_and_the_manifest_output_shape(exported, run_dir, target):
+    out, manifests = exported
+    hp = hparams.load(os.path.join(run_dir, "hparams.json"))
+    graph_def = load_pb(os.path.join(out, "lip2wav_%s.pb" % target))
+    assert not [n.op for n in graph_def.node if n.op.startswith(freeze.RANDOM_OP_PREFIXES)]
+    for node in graph_def.node:
+        node.attr.pop("_output_shapes", None)
+    with tf.Graph().as_default():
+        mels, = tf.import_graph_def(graph_def, return_elements=["mel_outputs:0"], name="")
+        assert mels.shape.as_list() == manifests[target]["outputs"][0]["shape"] == [
+            BATCH, hp.mel_step_size, hp.num_mels]
+
+
 def test_npu_export_lints_clean_and_gpu_loop_would_not(exported):
     out = exported[0]
     assert lint_graph_def(load_pb(os.path.join(out, "lip2wav_npu.pb")), inference=True) == []

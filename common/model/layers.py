@@ -1,7 +1,8 @@
 """Building blocks of the network: seeded stateless randomness, zoneout LSTM, conv stacks.
 
-All randomness is drawn with stateless ops keyed by (seed, salt, step). The GPU and NPU
-decode loops therefore draw the same numbers for the same step, which is what makes
+All randomness is drawn with stateless ops keyed by (seed, salt): once per sequence, before
+any loop, so the loops hold no random op and read their step's slice. The GPU and NPU
+decode loops therefore use the same numbers for the same step, which is what makes
 their outputs comparable to 1e-5 and a checkpoint portable between them.
 """
 from common.tf_compat import tf
@@ -13,25 +14,53 @@ class Noise(object):
     def __init__(self, seed):
         self.seed = tf.cast(seed, tf.int32)
 
-    def uniform(self, shape, salt, step=0):
-        key = tf.stack([self.seed, tf.cast(salt * 100003 + step, tf.int32)])
+    def uniform(self, shape, salt):
+        key = tf.stack([self.seed, tf.constant(salt * 100003, tf.int32)])
         # The raw op is the one TF 1.15 has; TF 2.x's stateless_uniform emits V2 ops that
         # a graph frozen on a workstation could not carry into a TF 1.15 image or ATC.
         return tf.raw_ops.StatelessRandomUniform(shape=shape, seed=key, dtype=tf.float32)
 
 
-def dropout(x, rate, noise, salt, step=0):
-    """Inverted dropout whose mask comes from ``noise`` (kept on at inference, as in Tacotron-2's prenet)."""
-    keep = tf.cast(noise.uniform(tf.shape(x), salt, step) >= rate, x.dtype)
+def keep_mask(uniform, rate):
+    """1.0 where ``uniform`` >= ``rate``, else 0.0: a dropout or zoneout mask, computed before any loop."""
+    return tf.cast(uniform >= rate, tf.float32)
+
+
+def dropout(x, rate, keep):
+    """Inverted dropout with a precomputed ``keep`` mask (kept on at inference, as in Tacotron-2's prenet)."""
     return x * keep / (1.0 - rate)
 
 
-class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
-    """LSTM cell with zoneout (Krueger et al. 2016).
+def loop_kernel_probe(kernel, leading_shape, recorded):
+    """Zeros ``leading_shape`` + [out] whose gradient w.r.t. ``kernel`` [in, out] is X^T dZ in one product.
 
-    In training the uniform noise arrives concatenated to the input (two blocks of
-    ``units``, for the cell and hidden state), so the cell itself holds no random op and
-    works inside any loop. At inference zoneout is the expectation: a fixed blend.
+    A while loop that multiplies by ``kernel`` makes TF1's backprop add a whole [in, out] gradient
+    into an accumulator on every iteration, which for the decoder LSTMs is more memory traffic
+    than arithmetic. A loop step instead multiplies by stop_gradient(kernel) and adds its slice of
+    this probe, so backprop gathers every step's dZ into one tensor; ``recorded`` (a list, filled
+    after the loop with the step inputs X, ``leading_shape`` + [in] in the same order) turns it into
+    the kernel's gradient with a single matrix product. Same sum, other order: equal to float rounding.
+    """
+    depth, out = [int(d) for d in kernel.shape]
+
+    @tf.custom_gradient
+    def probe(weights):
+        def gradient(d_probe):
+            inputs = tf.reshape(recorded[0], [-1, depth])
+            return tf.matmul(inputs, tf.reshape(d_probe, [-1, out]), transpose_a=True)
+        return tf.zeros(tf.concat([leading_shape, [out]], axis=0)), gradient
+    return probe(kernel)
+
+
+class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
+    """LSTM cell with zoneout (Krueger et al. 2016); the arithmetic and variables of tf.nn.rnn_cell.LSTMCell.
+
+    In training the input is a pair (input, keep mask): the mask has two blocks of ``units``
+    (cell and hidden state), is drawn before the loop, so the cell holds no random op and works
+    inside any loop (dynamic_rnn passes the pair through). At inference zoneout is the
+    expectation: a fixed blend. ``step`` also takes a kernel probe (see loop_kernel_probe); under
+    dynamic_rnn the input is then a triple (input, keep mask, probe) and, after
+    ``record_kernel_inputs``, the output a pair (output, kernel input).
     """
 
     def __init__(self, units, zoneout_rate, is_training, name):
@@ -39,30 +68,61 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
         self._units = units
         self._rate = zoneout_rate
         self._is_training = is_training
-        self._cell = tf.nn.rnn_cell.LSTMCell(units, name=name)
+        self._variable_name = name
+        self.kernel = None
+        self.bias = None
+        self._recording = False
 
     @property
     def state_size(self):
-        return self._cell.state_size
+        return tf.nn.rnn_cell.LSTMStateTuple(self._units, self._units)
 
     @property
     def output_size(self):
+        if self._recording:
+            return self._units, int(self.kernel.shape[0])
         return self._units
 
+    def record_kernel_inputs(self):
+        """Make the cell emit its kernel input beside its output (build_variables first)."""
+        self._recording = True
+
+    def build_variables(self, input_depth):
+        """kernel [input + units, 4 units] and bias, named as LSTMCell names them (checkpoints load)."""
+        if self.kernel is None:
+            with tf.variable_scope(self._variable_name):
+                self.kernel = tf.get_variable("kernel", [input_depth + self._units, 4 * self._units])
+                self.bias = tf.get_variable("bias", [4 * self._units], initializer=tf.zeros_initializer())
+
     def __call__(self, inputs, state, scope=None):
-        if self._is_training:
-            inputs, noise = tf.split(inputs, [-1, 2 * self._units], axis=-1)
-            noise_c, noise_h = tf.split(noise, 2, axis=-1)
-        _, new_state = self._cell(inputs, state)
+        keep = probe = None
+        if self._is_training and self._recording:
+            inputs, keep, probe = inputs
+        elif self._is_training:
+            inputs, keep = inputs
+        output, new_state, kernel_input = self.step(inputs, state, keep, probe)
+        return ((output, kernel_input) if self._recording else output), new_state
+
+    def step(self, inputs, state, keep=None, kernel_probe=None):
+        """(output, new state, the kernel's input); with ``kernel_probe`` the kernel gets no per-step gradient."""
+        self.build_variables(int(inputs.shape[-1]))
         prev_c, prev_h = state
-        new_c, new_h = new_state
-        if self._is_training:
-            c = prev_c + tf.cast(noise_c >= self._rate, new_c.dtype) * (new_c - prev_c)
-            h = prev_h + tf.cast(noise_h >= self._rate, new_h.dtype) * (new_h - prev_h)
+        kernel_input = tf.concat([inputs, prev_h], axis=1)
+        if kernel_probe is None:
+            gates = tf.matmul(kernel_input, self.kernel)
+        else:
+            gates = tf.matmul(kernel_input, tf.stop_gradient(self.kernel)) + kernel_probe
+        i, j, f, o = tf.split(tf.nn.bias_add(gates, self.bias), 4, axis=1)
+        new_c = tf.sigmoid(f + 1.0) * prev_c + tf.sigmoid(i) * tf.tanh(j)
+        new_h = tf.sigmoid(o) * tf.tanh(new_c)
+        if keep is not None:
+            keep_c, keep_h = tf.split(keep, 2, axis=-1)
+            c = prev_c + keep_c * (new_c - prev_c)
+            h = prev_h + keep_h * (new_h - prev_h)
         else:
             c = (1.0 - self._rate) * new_c + self._rate * prev_c
             h = (1.0 - self._rate) * new_h + self._rate * prev_h
-        return h, tf.nn.rnn_cell.LSTMStateTuple(c, h)
+        return h, tf.nn.rnn_cell.LSTMStateTuple(c, h), kernel_input
 
 
 def conv3d_bn_relu(x, filters, kernel_size, strides, is_training, name):

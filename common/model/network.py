@@ -8,15 +8,21 @@ import collections
 import math
 
 from common.config.hparams import HParamsError
-from common.model.layers import Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout
+from common.model.layers import (Noise, ZoneoutLSTMCell, conv1d_bn, conv3d_bn_relu, dropout, keep_mask,
+                                 loop_kernel_probe)
 from common.tf_compat import tf
 
 ModelOutputs = collections.namedtuple(
     "ModelOutputs", ["decoder_mels", "postnet_mels", "stop_logits", "alignments"])
 Losses = collections.namedtuple(
     "Losses", ["total", "decoder", "postnet", "stop", "regularization"])
+# kernel_inputs: in training, one TensorArray per LSTM layer recording each step's kernel input.
 DecoderState = collections.namedtuple(
-    "DecoderState", ["lstm", "context", "alignments", "cumulative_alignments"])
+    "DecoderState", ["lstm", "context", "alignments", "cumulative_alignments", "kernel_inputs"])
+# What a decode loop prepares before it starts, leading axis the decoder step: the randomness
+# (prenet and zoneout keep masks [steps, B, width] per layer, teacher-forcing coins [steps]) and,
+# in training, the LSTM kernel probes (TensorArrays of zeros, see layers.loop_kernel_probe).
+DecoderSequence = collections.namedtuple("DecoderSequence", ["prenet", "zoneout", "coins", "kernel_probes"])
 
 # Salts that keep the random streams of different layers apart.
 _SALT_PRENET = 10
@@ -47,27 +53,40 @@ def encode(inputs, speaker_embeddings, hp, is_training, noise):
         side = encoder_side(hp)
         channels = hp.num_init_filters * 2 ** (hp.enc_conv_num_blocks - 1)
         x = tf.reshape(x, [-1, hp.T, side * side * channels])
-        cells = [ZoneoutLSTMCell(hp.encoder_lstm_units, hp.zoneout_rate, is_training, name)
-                 for name in ("lstm_fw", "lstm_bw")]
-        if is_training:
-            shape = tf.concat([tf.shape(x)[:2], [2 * hp.encoder_lstm_units]], axis=0)
-            fw_in = tf.concat([x, noise.uniform(shape, _SALT_ENCODER_ZONEOUT)], axis=-1)
-            bw_in = tf.concat([x, noise.uniform(shape, _SALT_ENCODER_ZONEOUT + 1)], axis=-1)
-        else:
-            fw_in = bw_in = x
+        reverse = lambda t: tf.reverse(t, axis=[1])
+        fw_out = _encoder_lstm(x, hp, is_training, noise, "fw", _SALT_ENCODER_ZONEOUT)
         # Every window has the full T frames, so the backward pass is a plain reversal.
-        fw_out, _ = tf.nn.dynamic_rnn(cells[0], fw_in, dtype=tf.float32, scope="fw")
-        bw_out, _ = tf.nn.dynamic_rnn(cells[1], tf.reverse(bw_in, axis=[1]), dtype=tf.float32, scope="bw")
-        bw_out = tf.reverse(bw_out, axis=[1])
+        bw_out = reverse(_encoder_lstm(reverse(x), hp, is_training, noise, "bw", _SALT_ENCODER_ZONEOUT + 1))
         outputs = tf.concat([fw_out, bw_out], axis=-1)
         tiled = tf.tile(speaker_embeddings[:, None, :], [1, hp.T, 1])
         return tf.concat([outputs, tiled], axis=-1)
 
 
+def _encoder_lstm(x, hp, is_training, noise, direction, salt):
+    """One direction of the encoder BiLSTM over [B, T, depth]; in training with zoneout and a kernel probe."""
+    cell = ZoneoutLSTMCell(hp.encoder_lstm_units, hp.zoneout_rate, is_training, "lstm_" + direction)
+    if not is_training:
+        return tf.nn.dynamic_rnn(cell, x, dtype=tf.float32, scope=direction)[0]
+    with tf.variable_scope(direction):
+        cell.build_variables(int(x.shape[-1]))
+    cell.record_kernel_inputs()
+    batch_time = tf.shape(x)[:2]
+    keep = keep_mask(noise.uniform(tf.concat([batch_time, [2 * hp.encoder_lstm_units]], axis=0), salt),
+                     hp.zoneout_rate)
+    recorded = []
+    probe = loop_kernel_probe(cell.kernel, batch_time, recorded)
+    (outputs, kernel_inputs), _ = tf.nn.dynamic_rnn(cell, (x, keep, probe), dtype=tf.float32, scope=direction)
+    recorded.append(kernel_inputs)
+    return outputs
+
+
 class DecoderCell(object):
     """One decoder step: prenet -> LSTMs -> location-sensitive attention -> projections.
 
-    Device trees drive it with their own loops; the cell owns every decoder variable.
+    Device trees drive it with their own loops; the cell owns every decoder variable. A loop
+    prepares the sequence with ``begin_sequence`` before it starts (randomness drawn once, so the
+    body holds no random op), hands each step its slice (``sequence_at``), starts from
+    ``zero_state`` and, after the loop, passes the final state to ``end_sequence``.
     """
 
     def __init__(self, hp, memory, is_training, noise):
@@ -79,6 +98,11 @@ class DecoderCell(object):
                        for i, units in enumerate(hp.prenet_layers)]
         self.lstms = [ZoneoutLSTMCell(hp.decoder_lstm_units, hp.zoneout_rate, is_training,
                                       "decoder_lstm_%d" % i) for i in range(hp.decoder_layers)]
+        depth = hp.prenet_layers[-1] + int(memory.shape[-1])
+        for cell in self.lstms:
+            cell.build_variables(depth)
+            depth = hp.decoder_lstm_units
+        self._recorded_kernel_inputs = [[] for _ in self.lstms]
         self.query_layer = tf.layers.Dense(hp.attention_dim, use_bias=False, name="query_layer")
         self.location_conv = tf.layers.Conv1D(hp.attention_filters, hp.attention_kernel, padding="same",
                                               use_bias=False, name="location_conv")
@@ -90,38 +114,75 @@ class DecoderCell(object):
         self.frame_projection = tf.layers.Dense(hp.num_mels * hp.outputs_per_step, name="frame_projection")
         self.stop_projection = tf.layers.Dense(hp.outputs_per_step, name="stop_projection")
 
-    def zero_state(self, batch_size):
+    def zero_state(self, batch_size, steps):
         units = self.hp.decoder_lstm_units
         zeros = lambda width: tf.zeros(tf.stack([batch_size, width]))
         time = self.memory.shape[1]
+        kernel_inputs = ()
+        if self.is_training:
+            kernel_inputs = tuple(tf.TensorArray(tf.float32, size=steps) for _ in self.lstms)
         return DecoderState(
             lstm=tuple(tf.nn.rnn_cell.LSTMStateTuple(zeros(units), zeros(units)) for _ in self.lstms),
             context=zeros(int(self.memory.shape[-1])),
             alignments=zeros(int(time)),
-            cumulative_alignments=zeros(int(time)))
+            cumulative_alignments=zeros(int(time)),
+            kernel_inputs=kernel_inputs)
 
     def go_frame(self, batch_size):
         return tf.zeros(tf.stack([batch_size, self.hp.num_mels]))
 
-    def step(self, previous_frame, state, step):
-        """Returns (frames [B, r*mels], stop_logits [B, r], new state)."""
+    def begin_sequence(self, batch_size, steps, teacher_forcing):
+        """DecoderSequence for ``steps`` steps; zoneout and probes only in training, coins only with teacher forcing."""
+        hp = self.hp
+
+        def masks(width, salt, rate):
+            return keep_mask(self.noise.uniform(tf.stack([steps, batch_size, width]), salt), rate)
+        prenet = tuple(masks(units, _SALT_PRENET + i, hp.dropout_rate) for i, units in enumerate(hp.prenet_layers))
+        zoneout = probes = ()
+        if self.is_training:
+            zoneout = tuple(masks(2 * hp.decoder_lstm_units, _SALT_DECODER_ZONEOUT + i, hp.zoneout_rate)
+                            for i in range(len(self.lstms)))
+            probes = tuple(tf.TensorArray(tf.float32, size=steps).unstack(
+                loop_kernel_probe(cell.kernel, tf.stack([steps, batch_size]), recorded))
+                for cell, recorded in zip(self.lstms, self._recorded_kernel_inputs))
+        coins = self.noise.uniform(tf.reshape(steps, [1]), _SALT_TEACHER_COIN) if teacher_forcing else None
+        return DecoderSequence(prenet, zoneout, coins, probes)
+
+    @staticmethod
+    def sequence_at(sequence, step):
+        """The slice of ``sequence`` (a DecoderSequence) for one decoder step."""
+        at = lambda t: tf.gather(t, step)
+        return DecoderSequence(tuple(at(t) for t in sequence.prenet), tuple(at(t) for t in sequence.zoneout),
+                               None if sequence.coins is None else at(sequence.coins),
+                               tuple(probe.read(step) for probe in sequence.kernel_probes))
+
+    def end_sequence(self, final_state):
+        """Hand the recorded kernel inputs to the kernel probes' gradients (training only)."""
+        for recorded, inputs in zip(self._recorded_kernel_inputs, final_state.kernel_inputs):
+            recorded.append(inputs.stack())
+
+    def step(self, previous_frame, state, step, inputs):
+        """Step ``step`` with its slice of the sequence; returns (frames [B, r*mels], stop_logits [B, r], new state)."""
         x = previous_frame
-        for i, layer in enumerate(self.prenet):
-            x = dropout(layer(x), self.hp.dropout_rate, self.noise, _SALT_PRENET + i, step)
+        for layer, keep in zip(self.prenet, inputs.prenet):
+            x = dropout(layer(x), self.hp.dropout_rate, keep)
         x = tf.concat([x, state.context], axis=-1)
         new_lstm = []
+        kernel_inputs = []
         for i, cell in enumerate(self.lstms):
             if self.is_training:
-                shape = tf.stack([tf.shape(x)[0], 2 * self.hp.decoder_lstm_units])
-                x = tf.concat([x, self.noise.uniform(shape, _SALT_DECODER_ZONEOUT + i, step)], axis=-1)
-            x, lstm_state = cell(x, state.lstm[i])
+                x, lstm_state, kernel_input = cell.step(x, state.lstm[i], inputs.zoneout[i], inputs.kernel_probes[i])
+                kernel_inputs.append(state.kernel_inputs[i].write(step, kernel_input))
+            else:
+                x, lstm_state, _ = cell.step(x, state.lstm[i])
             new_lstm.append(lstm_state)
         alignments, cumulative = self._attend(x, state.cumulative_alignments)
         context = tf.reduce_sum(alignments[:, :, None] * self.memory, axis=1)
         projection_input = tf.concat([x, context], axis=-1)
         frames = self.frame_projection(projection_input)
         stop_logits = self.stop_projection(projection_input)
-        return frames, stop_logits, DecoderState(tuple(new_lstm), context, alignments, cumulative)
+        return frames, stop_logits, DecoderState(tuple(new_lstm), context, alignments, cumulative,
+                                                 tuple(kernel_inputs))
 
     def _attend(self, query, cumulative):
         location = self.location_layer(self.location_conv(cumulative[:, :, None]))
@@ -130,13 +191,13 @@ class DecoderCell(object):
         alignments = tf.nn.softmax(energy, axis=-1)
         return alignments, cumulative + alignments
 
-    def next_input(self, frames, target_frame, teacher_forcing_ratio, step):
-        """Scheduled teacher forcing: one coin per step for the whole batch."""
+    def next_input(self, frames, target_frame, teacher_forcing_ratio, inputs):
+        """Scheduled teacher forcing: one coin per step for the whole batch (a blend by 1/0, no branch)."""
         predicted = frames[:, -self.hp.num_mels:]
         if target_frame is None:
             return predicted
-        coin = self.noise.uniform([], _SALT_TEACHER_COIN, step)
-        return tf.cond(coin < teacher_forcing_ratio, lambda: target_frame, lambda: predicted)
+        teach = tf.cast(inputs.coins < teacher_forcing_ratio, tf.float32)
+        return teach * target_frame + (1.0 - teach) * predicted
 
 
 def postnet(mels, hp, is_training):
@@ -194,6 +255,11 @@ def stop_targets(mel_targets):
 
 def losses(hp, outputs, mel_targets):
     """MSE + L1 on decoder and postnet mels, stop-token cross-entropy, L2 on weights."""
+    with tf.name_scope("losses"):
+        return _losses(hp, outputs, mel_targets)
+
+
+def _losses(hp, outputs, mel_targets):
     def mel_loss(predicted):
         return (tf.reduce_mean(tf.square(mel_targets - predicted))
                 + tf.reduce_mean(tf.abs(mel_targets - predicted)))

@@ -127,7 +127,7 @@ def _mean(values):
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", batch_size=8, plot=False,
+def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", batch_size=graph.DEFAULT_BATCH_SIZE, plot=False,
              save_wavs=True, baseline_split="train", ceiling=False, align_ms=ALIGN_MS, predictor=None):
     """Synthesise and score every clip of ``split``; write per-clip CSV and summary JSON into ``out_dir``.
 

@@ -117,7 +117,7 @@ class Synthesizer(object):
     caller keeps ownership of it. ``checkpoint`` is then only a label.
     """
 
-    def __init__(self, checkpoint, target="gpu", batch_size=8, predictor=None):
+    def __init__(self, checkpoint, target="gpu", batch_size=graph.DEFAULT_BATCH_SIZE, predictor=None):
         self.hp = predictor.hp if predictor is not None else graph.resolve_checkpoint(checkpoint)[0]
         self.checkpoint = checkpoint
         self.target = target
@@ -239,7 +239,7 @@ def _frame_or_black(clip, number, hp):
     return image if image is not None else np.zeros((hp.img_size, hp.img_size, 3), np.uint8)
 
 
-def synthesize(checkpoint, input_path, out, target="gpu", batch_size=8, plot=False, mux_video=False):
+def synthesize(checkpoint, input_path, out, target="gpu", batch_size=graph.DEFAULT_BATCH_SIZE, plot=False, mux_video=False):
     """Synthesise a video, a clip folder or a folder of them; returns the list of files written.
 
     One input writes ``out`` (a .wav path); a folder writes ``out/<name>.wav`` per input. All

@@ -9,7 +9,9 @@ tree's real entrypoint as 1 and 2 data-parallel processes (samples/s, scaling ef
 export/ because it imports both trees.
 
 ``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--world-sizes 1,2] [--out bench.json]``
-prints the tables and writes the JSON atomically.
+prints the tables and writes the JSON atomically. With ``--baseline REF`` it instead times this
+checkout against commit REF (a temporary git worktree): per tree, one worker process per commit
+(module names collide), steps alternated between them, wall and CPU seconds side by side.
 """
 import argparse
 import importlib.util
@@ -34,9 +36,14 @@ from common.training import distribute
 from common.training import loop as training
 from common.data import timing
 from common.data.dataset import BatchSource
+from common.errors import Lip2WavError
 from common.tf_compat import tf
 from containers import launch
+from export import freeze
 from export import trees
+from export.graph import DEFAULT_BATCH_SIZE as SYNTHESIZER_BATCH
+from export.graph import CheckpointPredictor, build_inference_graph
+from export.infer import FrozenGraphRunner
 
 LOG = logging.getLogger("lip2wav.bench")
 # Timed steps after one warmup step; chess is ~2.6 TFLOP/step, tens of seconds on 2 cores.
@@ -259,7 +266,16 @@ def main(argv=None):
     parser.add_argument("--world-steps", type=int, default=10, help="Timed steps per data-parallel run.")
     parser.add_argument("--world-repeats", type=int, default=2,
                         help="Runs per world size, in ABBA order (medians reported).")
+    parser.add_argument("--baseline", default=None,
+                        help="Git commit to time this checkout against, side by side (steps alternated).")
+    parser.add_argument("--trees", default="gpu,npu", help="With --baseline: comma-separated trees to time.")
+    parser.add_argument("--inference", action="store_true",
+                        help="Time inference instead: windows/s and real-time factor, checkpoint vs frozen graph.")
     args = parser.parse_args(argv)
+    if args.inference:
+        return cli.run(lambda: run_inference_bench(args))
+    if args.baseline:
+        return cli.run(lambda: run_baseline_bench(args))
     return cli.run(lambda: run_bench(args))
 
 
@@ -289,6 +305,202 @@ def run_bench(args):
         "machine": platform.machine(), "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started,
         "npu_within_limit": all(r["npu_to_gpu"] <= MAX_NPU_TO_GPU for r in rows),
     })
+    LOG.info("wrote %s", args.out)
+
+
+INFERENCE_BATCHES = (1, SYNTHESIZER_BATCH)
+
+
+def fresh_checkpoint(run_dir, hp):
+    """A run directory with hparams.json and an initialised (untrained) checkpoint: speed needs no training."""
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    hp.save(os.path.join(run_dir, "hparams.json"))
+    with tf.Graph().as_default():
+        tf.set_random_seed(hp.tacotron_random_seed)
+        build_inference_graph(hp, "npu", 1)
+        tf.train.get_or_create_global_step()
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, os.path.join(run_dir, "checkpoints", training.CHECKPOINT_NAME), global_step=0)
+    return run_dir
+
+
+def _windows_per_second(predict, windows, repeats):
+    predict(windows)
+    best = min(_seconds(lambda: predict(windows)) for _ in range(repeats))
+    return len(windows) / best
+
+
+def _seconds(function):
+    began = time.monotonic()
+    function()
+    return time.monotonic() - began
+
+
+def bench_inference(work_dir, preset, repeats=3):
+    """Rows of windows/s and real-time factor per target, batch and path (checkpoint, frozen graph)."""
+    hp = hparams_lib.resolve(preset)
+    run_dir = fresh_checkpoint(os.path.join(work_dir, "run-" + preset), hp)
+    window_seconds = hp.mel_step_size / hp.mel_frames_per_second
+    rows = []
+    for target in ("gpu", "npu"):
+        for batch in INFERENCE_BATCHES:
+            windows = np.random.RandomState(0).rand(batch, hp.T, hp.img_size, hp.img_size, 3).astype(np.float32)
+            out_dir = os.path.join(work_dir, "frozen-%s-%s-%d" % (preset, target, batch))
+            freeze.freeze(run_dir, out_dir, target, batch)
+            with CheckpointPredictor(run_dir, target, batch) as predictor:
+                from_checkpoint = _windows_per_second(predictor.predict, windows, repeats)
+            with FrozenGraphRunner(os.path.join(out_dir, freeze.base_name(target) + ".pb")) as runner:
+                from_frozen = _windows_per_second(runner.predict, windows, repeats)
+            for path, rate in (("checkpoint", from_checkpoint), ("frozen", from_frozen)):
+                rows.append({"preset": preset, "target": target, "batch_size": batch, "path": path,
+                             "windows_per_second": rate, "real_time_factor": 1.0 / (rate * window_seconds),
+                             "load_average": list(os.getloadavg())})
+    return rows
+
+
+def format_inference_table(rows):
+    header = ("preset", "target", "batch", "path", "windows/s", "real-time factor", "load avg 1m")
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    lines += [" | ".join([r["preset"], r["target"], str(r["batch_size"]), r["path"], "%.2f" % r["windows_per_second"],
+                          "%.3f" % r["real_time_factor"], "%.1f" % r["load_average"][0]]) for r in rows]
+    return "\n".join(lines)
+
+
+def run_inference_bench(args):
+    """Inference speed per preset; prints the table and writes the JSON."""
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-bench-")
+    try:
+        rows = [row for preset in [p.strip() for p in args.presets.split(",") if p.strip()]
+                for row in bench_inference(work_dir, preset)]
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    table = format_inference_table(rows)
+    print(table)
+    atomic.write_json(args.out, {"rows": rows, "table": table, "cpu_count": os.cpu_count(),
+                                 "tensorflow": tf.version.VERSION, "load_average": list(os.getloadavg())})
+    LOG.info("wrote %s", args.out)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKER = os.path.join(ROOT, "export", "tools", "bench_worker.py")
+
+
+class BaselineError(Lip2WavError, RuntimeError):
+    """The baseline commit cannot be checked out or its worker failed; the message names the fix."""
+
+
+class _Worker(object):
+    """A bench_worker.py process: one tree of one checkout, stepped over a pipe."""
+
+    def __init__(self, label, root, tree, preset, batch_size, data_dir, workers):
+        self.label = label
+        command = [sys.executable, WORKER, "--root", root, "--tree", tree, "--preset", preset,
+                   "--batch-size", str(batch_size), "--data", data_dir, "--workers", str(workers)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        universal_newlines=True, bufsize=1)
+        self.steps = []
+        self.ready = self._read()
+
+    def _read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise BaselineError("the %s worker exited (code %s); its log is above" % (self.label, self.process.wait()))
+        return json.loads(line)
+
+    def step(self):
+        self.process.stdin.write("step\n")
+        self.steps.append(self._read())
+
+    def stop(self):
+        """Peak RSS in bytes (None when the worker already died)."""
+        if self.process.poll() is not None:
+            return None
+        self.process.stdin.write("stop\n")
+        self.process.stdin.flush()
+        peak = self._read()["peak_rss_bytes"]
+        self.process.wait()
+        return peak
+
+
+def _git(*argv):
+    result = subprocess.run(["git", "-C", ROOT] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True)
+    if result.returncode:
+        raise BaselineError("git %s failed (%s): pass a commit of this repository as --baseline"
+                            % (" ".join(argv), result.stderr.strip()))
+    return result.stdout.strip()
+
+
+def compare_trees(labels_roots, tree, preset, batch_size, data_dir, steps, workers):
+    """Alternate the steps of one worker per (label, root); rows with medians and each step's figures."""
+    runs = []
+    try:
+        for label, root in labels_roots:
+            runs.append(_Worker(label, root, tree, preset, batch_size, data_dir, workers))
+        for index in range(steps):
+            for run in (runs if index % 2 == 0 else runs[::-1]):
+                run.step()
+    finally:
+        peaks = [run.stop() for run in runs]
+    rows = []
+    for run, peak in zip(runs, peaks):
+        seconds = [s["seconds"] for s in run.steps]
+        rows.append({"preset": preset, "tree": tree, "commit": run.label, "batch_size": run.ready["batch_size"],
+                     "timed_steps": steps, "sec_per_step": float(np.median(seconds)),
+                     "cpu_sec_per_step": float(np.median([s["cpu_seconds"] for s in run.steps])),
+                     "data_wait_share": sum(s["wait_seconds"] for s in run.steps) / sum(seconds),
+                     "final_loss": run.steps[-1]["loss"], "peak_rss_bytes": peak,
+                     "step_seconds": seconds, "load_average": list(os.getloadavg())})
+    for row in rows:
+        row["vs_baseline"] = row["sec_per_step"] / rows[-1]["sec_per_step"]
+        row["cpu_vs_baseline"] = row["cpu_sec_per_step"] / rows[-1]["cpu_sec_per_step"]
+    return rows
+
+
+def format_baseline_table(rows):
+    header = ("preset", "tree", "commit", "batch", "sec/step", "vs base", "CPU s/step", "CPU vs base",
+              "data wait", "peak RSS GiB", "load avg 1m")
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    for r in rows:
+        lines.append(" | ".join([
+            r["preset"], r["tree"], r["commit"], str(r["batch_size"]), "%.3f" % r["sec_per_step"],
+            "%.3f" % r["vs_baseline"], "%.3f" % r["cpu_sec_per_step"], "%.3f" % r["cpu_vs_baseline"],
+            "%.1f%%" % (100.0 * r["data_wait_share"]),
+            "%.2f" % (r["peak_rss_bytes"] / 2.0 ** 30) if r["peak_rss_bytes"] else "?",
+            "%.1f" % r["load_average"][0]]))
+    return "\n".join(lines)
+
+
+def run_baseline_bench(args):
+    """This checkout vs --baseline, per preset and tree, in one run; prints the table, writes the JSON."""
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-bench-")
+    baseline_root = os.path.join(work_dir, "baseline")
+    commit = _git("rev-parse", "--short", args.baseline + "^{commit}")
+    head = _git("rev-parse", "--short", "HEAD")
+    _git("worktree", "add", "--detach", baseline_root, commit)
+    rows = []
+    started = time.time()
+    try:
+        for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+            overrides = "tacotron_batch_size=%d" % args.batch_size if args.batch_size else ""
+            hp = hparams_lib.resolve(preset, None, overrides)
+            data_dir = make_data(work_dir, preset, hp)
+            steps = args.steps or DEFAULT_STEPS.get(preset, 2)
+            for tree in [t.strip() for t in args.trees.split(",") if t.strip()]:
+                rows.extend(compare_trees([(head + " (this)", ROOT), (commit + " (baseline)", baseline_root)],
+                                          tree, preset, args.batch_size, data_dir, steps, args.workers))
+                LOG.info("%s", format_baseline_table(rows))
+    finally:
+        _git("worktree", "remove", "--force", baseline_root)
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    table = format_baseline_table(rows)
+    print(table)
+    atomic.write_json(args.out, {"rows": rows, "table": table, "baseline": commit, "head": head,
+                                 "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+                                 "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started})
     LOG.info("wrote %s", args.out)
 
 
