@@ -11,6 +11,7 @@ import pytest
 
 from common.config import hparams
 from common.data import dataset
+from common.data import timing
 from common.tf_compat import tf
 from gpu_training import train as gpu_train
 
@@ -36,7 +37,7 @@ def mean_mel_floor(data_dir, hp, split="train"):
     for clip in dataset.ClipIndex(data_dir, split, hp).clips:
         spec = dataset.load_mels(clip, hp)
         for start in dataset.usable_starts(clip, hp):
-            first = dataset.mel_start(start, hp)
+            first = timing.mel_start(start, hp)
             error = spec[:, first:first + hp.mel_step_size].T - mean
             squared.append(np.mean(error ** 2))
             absolute.append(np.mean(np.abs(error)))
@@ -118,7 +119,8 @@ def test_resume_without_flags_keeps_the_first_runs_hparams(synthetic_data, tmp_p
     assert run(["--data", synthetic_data, "--run-dir", run_dir, "--steps", "2", "--workers", "1"])[0] == 0
     with open(os.path.join(run_dir, "run_summary.json")) as f:
         summary = json.load(f)
-    assert summary["first_step"] == 2 and summary["last_step"] == 2
+    assert (summary["first_step"], summary["last_step"]) == (1, 2)
+    assert [(s["first_step"], s["last_step"]) for s in summary["segments"]] == [(1, 1), (2, 2)]
     assert summary["batch_size"] == 4
     saved = hparams.load(os.path.join(run_dir, "hparams.json"))
     assert (saved.tacotron_batch_size, saved.decoder_lstm_units) == (4, 64)
