@@ -288,24 +288,37 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
     existing clip folder is always whole and is skipped on re-runs. Mels are
     computed from the 16-bit audio.wav as stored, like real preprocessing.
     """
+    frame_size = frame_size_for(hp)
+
+    def write(folder, index):
+        frames, wav = render_clip(_clip_seed(seed, index), hp, seconds, frame_size)
+        write_clip(folder, frames, wav, hp)
+    splits = write_speaker(data_dir, num_clips, write, "synthetic speaker")
+    LOG.info("synthetic speaker: %d clips of %.1f s in %s (%s)", num_clips, seconds, data_dir,
+             ", ".join("%s %d" % (k, len(v)) for k, v in sorted(splits.items())))
+    return splits
+
+
+def _clip_seed(seed, index):
+    """The seed of clip ``index`` of the speaker drawn with ``seed``."""
+    return (seed * 1000003 + index) % 2 ** 32
+
+
+def write_speaker(data_dir, num_clips, write, description):
+    """Clips clip000.. of an embedded speaker, each built by ``write(folder, index)`` in a temporary folder and
+    renamed when whole (an existing clip folder is complete and skipped on re-runs), then the split lists."""
     if num_clips < 5:
         raise SyntheticError("num_clips=%d is too few for train/val/test; use --clips 5 or more" % num_clips)
     root = os.path.join(data_dir, "preprocessed")
     if not os.path.isdir(root):
         os.makedirs(root)
-    frame_size = frame_size_for(hp)
     ids = ["clip%03d" % i for i in range(num_clips)]
-    for i, clip_id in enumerate(tqdm(ids, desc="synthetic speaker", unit="clip", disable=None)):
+    for i, clip_id in enumerate(tqdm(ids, desc=description, unit="clip", disable=None)):
         final = os.path.join(root, clip_id)
-        if os.path.isdir(final):
-            continue
-        with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:
-            frames, wav = render_clip((seed * 1000003 + i) % 2 ** 32, hp, seconds, frame_size)
-            write_clip(tmp, frames, wav, hp)
-    splits = write_splits(data_dir, ids)
-    LOG.info("synthetic speaker: %d clips of %.1f s in %s (%s)", num_clips, seconds, data_dir,
-             ", ".join("%s %d" % (k, len(v)) for k, v in sorted(splits.items())))
-    return splits
+        if not os.path.isdir(final):
+            with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:
+                write(tmp, i)
+    return write_splits(data_dir, ids)
 
 
 def write_splits(data_dir, ids):

@@ -13,9 +13,7 @@ import logging
 import os
 
 import numpy as np
-from tqdm import tqdm
 
-from common import atomic
 from common.data import align
 from common.data import audio
 from common.synthetic import astronaut
@@ -77,24 +75,13 @@ def render_clip(seed, hp, seconds=DEFAULT_SECONDS, frame_size=astronaut.FRAME_SI
 
 def make_speaker(data_dir, hp, num_clips=24, seconds=DEFAULT_SECONDS, seed=0):
     """Write the preprocessed layout (+ TRANSCRIPT per clip) for the GRID speaker; resumable, deterministic."""
-    if num_clips < 5:
-        raise astronaut.SyntheticError("num_clips=%d is too few for train/val/test; use --clips 5 or more"
-                                       % num_clips)
-    root = os.path.join(data_dir, "preprocessed")
-    if not os.path.isdir(root):
-        os.makedirs(root)
     frame_size = astronaut.frame_size_for(hp)
-    ids = ["clip%03d" % i for i in range(num_clips)]
-    for i, clip_id in enumerate(tqdm(ids, desc="GRID speaker", unit="clip", disable=None)):
-        final = os.path.join(root, clip_id)
-        if os.path.isdir(final):
-            continue
-        with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:
-            clip = render_clip(_clip_seed(seed, i), hp, seconds, frame_size)
-            astronaut.write_clip(tmp, clip.frames, clip.wav, hp)
-            align.write_align(os.path.join(tmp, align.TRANSCRIPT), clip.spans,
-                              len(clip.wav) / float(hp.sample_rate))
-    splits = astronaut.write_splits(data_dir, ids)
+
+    def write(folder, index):
+        clip = render_clip(_clip_seed(seed, index), hp, seconds, frame_size)
+        astronaut.write_clip(folder, clip.frames, clip.wav, hp)
+        align.write_align(os.path.join(folder, align.TRANSCRIPT), clip.spans, len(clip.wav) / float(hp.sample_rate))
+    splits = astronaut.write_speaker(data_dir, num_clips, write, "GRID speaker")
     LOG.info("GRID speaker: %d clips of %.1f s in %s", num_clips, seconds, data_dir)
     return splits
 
