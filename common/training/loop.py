@@ -37,6 +37,7 @@ from common.errors import Lip2WavError
 from common.training import checkpoints
 from common.training import distribute
 from common.training import history as history_lib
+from common.training import rundir
 from common.training.checkpoints import checkpoint_step
 
 LOG = logging.getLogger("lip2wav.train")
@@ -136,13 +137,13 @@ def check_flags(args):
 
 def latest_checkpoint(run_dir):
     """The newest checkpoint prefix in the run (by scanning, not by the state file's stored path), or None."""
-    found = checkpoints.list_checkpoints(os.path.join(run_dir, "checkpoints"))
+    found = checkpoints.list_checkpoints(os.path.join(run_dir, rundir.CHECKPOINTS))
     return found[-1] if found else None
 
 
 def resolve_run_hparams(args):
     """New run: resolve and save. Existing run: restore, and refuse conflicting flags."""
-    saved = os.path.join(args.run_dir, "hparams.json")
+    saved = os.path.join(args.run_dir, rundir.HPARAMS)
     requested = hparams_lib.resolve(args.preset or "synthetic", args.hparams_json, args.hparams)
     if not os.path.exists(saved):
         return requested
@@ -242,7 +243,7 @@ def _filesystem_error(error, path, needed_bytes):
 def _restorable_checkpoint(run_dir, chief=True):
     """The newest intact checkpoint, or None; the chief also moves damaged ones aside and removes leftovers of
     killed saves (the other ranks only read the shared directory)."""
-    checkpoint_dir = os.path.join(run_dir, "checkpoints")
+    checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINTS)
     try:
         if chief:
             checkpoints.remove_partial_writes(checkpoint_dir)
@@ -262,13 +263,13 @@ def _prepare_run_dir(run_dir, hp, restored_step, distribution):
         history_lib.truncate_log(run_dir, restored_step, _train_log_name(distribution))
         return
     try:
-        for sub in ("checkpoints", "plots"):
+        for sub in (rundir.CHECKPOINTS, "plots"):
             os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
         atomic.remove_quietly(atomic.temp_path(os.path.join(run_dir, "probe")))
     except OSError as error:  # named as the run directory, not the probe file
         raise _filesystem_error(OSError(error.errno, error.strerror, run_dir), run_dir, 0)
     try:
-        hp.save(os.path.join(run_dir, "hparams.json"))
+        hp.save(os.path.join(run_dir, rundir.HPARAMS))
         _save_world_size(run_dir, hp, distribution)
         history_lib.truncate_log(run_dir, restored_step)
     except OSError as error:
@@ -296,7 +297,7 @@ def _save_checkpoint(graph, sess, run, step, ended="running"):
     """Checkpoint, then the run summary that covers it (the chief's; the other ranks write neither)."""
     if not run.distribution.is_chief:
         return run.write_summary(graph, step, ended)
-    checkpoints.save(graph.saver, sess, os.path.join(run.args.run_dir, "checkpoints"), step,
+    checkpoints.save(graph.saver, sess, os.path.join(run.args.run_dir, rundir.CHECKPOINTS), step,
                      keep=run.args.keep_checkpoints, estimate_bytes=graph.checkpoint_bytes)
     return run.write_summary(graph, step, ended)
 
