@@ -25,6 +25,9 @@ import os
 import cv2
 import numpy as np
 
+from common.data import crops
+from common.data import dataset
+
 SEARCH_FRAMES = 15
 MIN_CONFIDENCE = 3.5
 NULL_MARGIN = 5  # lags within SEARCH_FRAMES + this stay out of the null (the peak's shoulders)
@@ -124,8 +127,8 @@ def shift_audio(wav, offset, samples_per_frame, length):
 
 def read_crops(clip_dir):
     """The face crops ``<i>.jpg`` of a clip folder as uint8 [N, H, W, 3] RGB, in frame order."""
-    numbers = sorted(int(name[:-4]) for name in os.listdir(clip_dir) if name.endswith(".jpg") and name[:-4].isdigit())
-    frames = [cv2.imread(os.path.join(clip_dir, "%d.jpg" % i)) for i in numbers]
+    numbers = sorted(dataset.frame_numbers(os.listdir(clip_dir)))
+    frames = [cv2.imread(crops.path(clip_dir, i)) for i in numbers]
     if not frames:
         return np.zeros((0, 1, 1, 3), np.uint8)
     return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
