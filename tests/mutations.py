@@ -38,6 +38,11 @@ class Mutation:
 
 
 MUTATIONS = (
+    Mutation("profile-overlap-counted-twice", "the profile gives ops running side by side their whole duration",
+             "export/tools/profile.py",
+             "slice_each = (moment - previous) / float(len(running))",
+             "slice_each = float(moment - previous)",
+             ("tests/test_profile.py", "-k", "wall_shares")),
     Mutation("stitch-reversed", "synthesis stitches a video's windows in reverse order",
              "export/apps/synthesize.py",
              "windows.stitch(np.concatenate(mels), mel_starts,",

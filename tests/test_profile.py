@@ -31,9 +31,9 @@ def test_flops_count_loop_iterations_dynamic_shapes_and_conv3d_gradients():
         fetch = tf.gradients(loss, [weights, volume, kernel])
     ops = traced(fetch, graph)
     conv_flops = 2 * (2 * 6 * 8 * 8 * 5) * (3 * 3 * 3 * 3)
-    assert sum(f for _, t, _, f in ops if t.startswith("Conv3D")) == 3 * conv_flops
+    assert sum(op.flops for op in ops if op.op_type.startswith("Conv3D")) == 3 * conv_flops
     # 5 forward products of [3, 4] x [4, 4]; the loop's batch is dynamic, so shapes come from the trace.
-    forward = [f for name, t, _, f in ops if t == "MatMul" and not name.startswith("gradients/")]
+    forward = [op.flops for op in ops if op.op_type == "MatMul" and not op.name.startswith("gradients/")]
     assert sum(forward) == 5 * 2 * 3 * 4 * 4
 
 
@@ -46,12 +46,21 @@ def test_parts_follow_name_scopes_and_gradients():
     assert profile.part_of("feeder/input_queue_Dequeue") == ("feeder/input", "fwd")
 
 
-def test_summary_shares_and_achieved_over_peak():
-    ops = [("lip2wav/postnet/conv0/Conv2D", "Conv2D", 300, 6e9), ("gradients/lip2wav/postnet/x", "Mul", 100, 0)]
+def test_wall_shares_split_overlaps_and_add_up_to_the_covered_time():
+    # [0, 100] and [50, 150] overlap for 50; a zero-length op inside takes nothing; [200, 210] runs alone.
+    shares = profile.wall_shares([(0, 100), (50, 150), (60, 60), (200, 210)])
+    assert shares == [75.0, 75.0, 0.0, 10.0]
+    assert sum(shares) == 150 + 10
+
+
+def test_summary_shares_are_of_wall_time_and_achieved_over_peak():
+    ops = [profile.OpRun("lip2wav/postnet/conv0/Conv2D", "Conv2D", 400, 300, 6e9),
+           profile.OpRun("gradients/lip2wav/postnet/x", "Mul", 200, 100, 0)]
     summary = profile.summarise(ops, step_seconds=2.0, peak=1e10)
-    assert [(p["part"], p["direction"], p["share"]) for p in summary["parts"]] == [
-        ("postnet", "fwd", 0.75), ("postnet", "bwd", 0.25)]
+    assert [(p["part"], p["direction"], p["share"], p["op_seconds"]) for p in summary["parts"]] == [
+        ("postnet", "fwd", 0.75, 400e-6), ("postnet", "bwd", 0.25, 200e-6)]
     assert summary["flops_per_step"] == 6e9 and summary["achieved_over_peak"] == pytest.approx(0.3)
+    assert summary["seconds_at_matmul_peak"] == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("batch_major", [False, True])

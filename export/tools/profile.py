@@ -3,7 +3,8 @@
 For one preset and one tree: the tree's real training graph (feeder, decode loop, session config)
 on a small synthetic speaker; untimed warmup steps, timed steps (sec/step, input wait), then traced
 steps (RunOptions FULL_TRACE). Writes the trace as chrome-trace JSON (open it at chrome://tracing
-or ui.perfetto.dev) and prints the op time by model part (forward and backward), the most
+or ui.perfetto.dev) and prints the step's wall time by model part (forward and backward; ops that
+ran side by side share it), the most
 expensive op types, FLOPs per step (the profiler's count over the ops that ran, plus the 3D
 convolutions and their two gradients counted analytically, which the profiler misses) and the
 achieved FLOP/s against a matmul peak measured in the same process. On an Ascend host the
@@ -64,9 +65,14 @@ def _dims(shape):
     return [d.size for d in shape.dim]
 
 
-def op_stats(step_stats, graph):
-    """[(node name, op type, microseconds, FLOPs)] of every op execution (loop iterations apart).
+OpRun = collections.namedtuple("OpRun", "name op_type micros wall_micros flops")
 
+
+def op_stats(step_stats, graph):
+    """[OpRun] of every op execution (loop iterations apart).
+
+    micros is the op's own duration; wall_micros its share of the step's wall time (see
+    wall_shares), so ops that ran side by side on the two cores are not counted twice.
     FLOPs are counted for the matrix products and convolutions (forward and both gradients) from
     the shapes the trace recorded, so loop bodies count once per iteration and dynamic shapes
     (the GPU tree's decode loop) are known; element-wise ops are left out (memory-bound, few FLOPs).
@@ -81,16 +87,40 @@ def op_stats(step_stats, graph):
             name = node.node_name.split(":")[0]
             outputs = dict((out.slot, _dims(out.tensor_description.shape)) for out in node.output)
             shapes[name] = outputs
-            executions.append((name, node.all_end_rel_micros, outputs))
+            executions.append((name, node.all_start_micros, node.all_end_rel_micros, outputs))
+    walls = wall_shares([(start, start + micros) for _, start, micros, _ in executions])
     ops = []
-    for name, micros, outputs in executions:
+    for (name, _, micros, outputs), wall in zip(executions, walls):
         try:
             op = graph.get_operation_by_name(name)
         except (KeyError, ValueError):
-            ops.append((name, name, micros, 0))
+            ops.append(OpRun(name, name, micros, wall, 0))
             continue
-        ops.append((name, op.type, micros, _flops(op, outputs.get(0), shapes)))
+        ops.append(OpRun(name, op.type, micros, wall, _flops(op, outputs.get(0), shapes)))
     return ops
+
+
+def wall_shares(intervals):
+    """Each (start, end)'s share of wall time: every moment split evenly among the intervals running then.
+
+    The shares add up to the time covered by any interval, so a table of them adds up to the step.
+    """
+    boundaries = sorted([(start, 0, index) for index, (start, _) in enumerate(intervals)]
+                        + [(end, 1, index) for index, (_, end) in enumerate(intervals)])
+    shares = [0.0] * len(intervals)
+    running = set()
+    previous = None
+    for moment, is_end, index in boundaries:
+        if running:
+            slice_each = (moment - previous) / float(len(running))
+            for other in running:
+                shares[other] += slice_each
+        previous = moment
+        if is_end:
+            running.discard(index)
+        else:
+            running.add(index)
+    return shares
 
 
 def _input_dims(op, index, shapes):
@@ -152,40 +182,52 @@ def _timed(function):
 
 
 def summarise(ops, step_seconds, peak):
-    """The profile as a dict: op time by part and direction, the top op types, FLOPs, FLOP/s."""
-    by_part = collections.defaultdict(float)
-    by_type = collections.defaultdict(lambda: [0.0, 0])
+    """The profile as a dict: wall time by part and direction, the top op types, FLOPs, FLOP/s.
+
+    Shares are of the traced step's wall time; op seconds (the ops' own durations, as the timeline
+    draws them) are kept beside them and exceed the wall time when ops ran side by side.
+    """
+    by_part = collections.defaultdict(lambda: [0.0, 0.0])
+    by_type = collections.defaultdict(lambda: [0.0, 0.0, 0])
     flops = 0
-    for name, op_type, micros, op_flops in ops:
-        by_part[part_of(name)] += micros
-        by_type[op_type][0] += micros
-        by_type[op_type][1] += 1
-        flops += op_flops
-    total = float(sum(by_part.values())) or 1.0
-    parts = [{"part": part, "direction": direction, "op_seconds": micros / 1e6, "share": micros / total}
-             for (part, direction), micros in sorted(by_part.items(), key=lambda item: -item[1])]
-    types = [{"op_type": op_type, "op_seconds": micros / 1e6, "share": micros / total, "executions": count}
-             for op_type, (micros, count) in sorted(by_type.items(), key=lambda item: -item[1][0])[:TOP_OP_TYPES]]
+    for op in ops:
+        part = by_part[part_of(op.name)]
+        part[0] += op.wall_micros
+        part[1] += op.micros
+        kind = by_type[op.op_type]
+        kind[0] += op.wall_micros
+        kind[1] += op.micros
+        kind[2] += 1
+        flops += op.flops
+    total = float(sum(wall for wall, _ in by_part.values())) or 1.0
+    parts = [{"part": part, "direction": direction, "wall_seconds": wall / 1e6, "op_seconds": micros / 1e6,
+              "share": wall / total}
+             for (part, direction), (wall, micros) in sorted(by_part.items(), key=lambda item: -item[1][0])]
+    types = [{"op_type": op_type, "wall_seconds": wall / 1e6, "op_seconds": micros / 1e6, "share": wall / total,
+              "executions": count}
+             for op_type, (wall, micros, count) in sorted(by_type.items(), key=lambda item: -item[1][0])[:TOP_OP_TYPES]]
     achieved = flops / step_seconds
     return {"parts": parts, "op_types": types, "flops_per_step": flops, "sec_per_step": step_seconds,
             "achieved_flops_per_second": achieved, "matmul_peak_flops_per_second": peak,
-            "achieved_over_peak": achieved / peak}
+            "achieved_over_peak": achieved / peak, "seconds_at_matmul_peak": flops / peak}
 
 
 def format_report(profile):
-    lines = ["part | direction | op seconds | share", "--- | --- | --- | ---"]
-    lines += ["%s | %s | %.3f | %.1f%%" % (p["part"], p["direction"], p["op_seconds"], 100 * p["share"])
+    lines = ["part | direction | wall seconds | share | op seconds", "--- | --- | --- | --- | ---"]
+    lines += ["%s | %s | %.3f | %.1f%% | %.3f" % (p["part"], p["direction"], p["wall_seconds"], 100 * p["share"],
+                                                  p["op_seconds"])
               for p in profile["parts"]]
-    lines += ["", "op type | op seconds | share | executions", "--- | --- | --- | ---"]
-    lines += ["%s | %.3f | %.1f%% | %d" % (t["op_type"], t["op_seconds"], 100 * t["share"], t["executions"])
+    lines += ["", "op type | wall seconds | share | op seconds | executions", "--- | --- | --- | --- | ---"]
+    lines += ["%s | %.3f | %.1f%% | %.3f | %d" % (t["op_type"], t["wall_seconds"], 100 * t["share"], t["op_seconds"],
+                                                  t["executions"])
               for t in profile["op_types"]]
     lines += ["", "sec/step %.3f (untraced median), input wait %.1f%%, peak RSS %.2f GiB" % (
         profile["sec_per_step"], 100 * profile["data_wait_share"], profile["peak_rss_bytes"] / 2.0 ** 30)]
     lines.append("FLOPs/step %.3g (matrix products and convolutions, forward and backward); achieved %.1f GFLOP/s "
-                 "= %.2f of the matmul peak %.1f GFLOP/s" % (
+                 "= %.2f of the matmul peak %.1f GFLOP/s, at which these FLOPs alone would take %.2f s" % (
                      profile["flops_per_step"],
                      profile["achieved_flops_per_second"] / 1e9, profile["achieved_over_peak"],
-                     profile["matmul_peak_flops_per_second"] / 1e9))
+                     profile["matmul_peak_flops_per_second"] / 1e9, profile["seconds_at_matmul_peak"]))
     return "\n".join(lines)
 
 
