@@ -14,6 +14,7 @@ checkout against commit REF (a temporary git worktree): per tree, one worker pro
 (module names collide), steps alternated between them, wall and CPU seconds side by side.
 """
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -90,19 +91,23 @@ def make_data(work_dir, preset, hp):
     return data_dir
 
 
-class _TreeRun(object):
-    """One tree's real training graph (feeder, decode loop, optimizer) in its own graph and session."""
+class TreeRun(object):
+    """One tree's real training graph (feeder, decode loop, optimizer) in its own graph and session.
 
-    def __init__(self, tree, hp, data_dir, workers):
+    config replaces the tree's session config; build_context (a context manager) wraps the graph's
+    construction: export/tools/levers.py varies both.
+    """
+
+    def __init__(self, tree, hp, data_dir, workers, config=None, build_context=contextlib.nullcontext):
         backend = trees.backend(tree)
         self.tree = tree
         self.source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                                   workers=workers)
         self.graph = tf.Graph()
-        with self.graph.as_default():
+        with self.graph.as_default(), build_context():
             tf.set_random_seed(hp.tacotron_random_seed)
             self.model = training.TrainingGraph(backend, backend.options, hp, self.source)
-            self.session = tf.Session(graph=self.graph, config=backend.session_config(backend.options))
+            self.session = tf.Session(graph=self.graph, config=config or backend.session_config(backend.options))
             self.session.run(tf.global_variables_initializer())
         self.model.feeder.start(self.session)
         self.step_seconds = []
@@ -121,13 +126,12 @@ class _TreeRun(object):
         self.session.close()
 
 
-def bench_training(hp, data_dir, steps, workers):
-    """Train both trees from the same seed, alternating steps so both see the same machine load.
+def alternate(runs, steps):
+    """Step every run once untimed, then ``steps`` timed rounds in alternating order (same load for all).
 
-    Returns {tree: dict(sec_per_step median over the timed steps, data_wait_share, final_loss)}.
-    The first step of each tree (graph optimisation, allocation) is not timed.
+    Returns per run: dict(sec_per_step median over the timed steps, data_wait_share, final_loss).
+    The first step (graph optimisation, allocation) is not timed. Closes the runs.
     """
-    runs = [_TreeRun(tree, hp, data_dir, workers) for tree in devices.TREES]
     try:
         for run in runs:
             run.step()
@@ -135,15 +139,28 @@ def bench_training(hp, data_dir, steps, workers):
         for index in range(steps):
             for run in (runs if index % 2 == 0 else runs[::-1]):
                 run.step()
-        results = {}
+        results = []
         for run in runs:
             timed = run.step_seconds[1:]
-            results[run.tree] = {"sec_per_step": float(np.median(timed)), "final_loss": run.loss,
-                                 "data_wait_share": run.model.feeder.wait_seconds / float(np.sum(timed))}
+            results.append({"sec_per_step": float(np.median(timed)), "final_loss": run.loss,
+                            "data_wait_share": run.model.feeder.wait_seconds / float(np.sum(timed))})
     finally:
         for run in runs:
             run.close()
     return results
+
+
+def bench_training(hp, data_dir, steps, workers):
+    """Train both trees from the same seed, steps alternated; {tree: alternate()'s result}."""
+    runs = []
+    try:
+        for tree in devices.TREES:
+            runs.append(TreeRun(tree, hp, data_dir, workers))
+    except BaseException:
+        for run in runs:
+            run.close()
+        raise
+    return dict(zip(devices.TREES, alternate(runs, steps)))
 
 
 def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
