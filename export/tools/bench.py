@@ -15,6 +15,7 @@ checkout against commit REF (a temporary git worktree): per tree, one worker pro
 """
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -150,22 +151,33 @@ def alternate(runs, steps):
     return results
 
 
-def bench_training(hp, data_dir, steps, workers):
-    """Train both trees from the same seed, steps alternated; {tree: alternate()'s result}."""
+def open_runs(makers):
+    """[maker() for maker in makers]; when one fails, the runs already open are closed first."""
     runs = []
     try:
-        for tree in devices.TREES:
-            runs.append(TreeRun(tree, hp, data_dir, workers))
+        for make in makers:
+            runs.append(make())
     except BaseException:
         for run in runs:
             run.close()
         raise
+    return runs
+
+
+def bench_training(hp, data_dir, steps, workers):
+    """Train both trees from the same seed, steps alternated; {tree: alternate()'s result}."""
+    runs = open_runs([functools.partial(TreeRun, tree, hp, data_dir, workers) for tree in devices.TREES])
     return dict(zip(devices.TREES, alternate(runs, steps)))
 
 
-def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
+def preset_hparams(preset, batch_size):
+    """The preset's hparams with batch_size as tacotron_batch_size (0 keeps the preset's)."""
     overrides = "tacotron_batch_size=%d" % batch_size if batch_size else ""
-    hp = hparams_lib.resolve(preset, None, overrides)
+    return hparams_lib.resolve(preset, None, overrides)
+
+
+def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
+    hp = preset_hparams(preset, batch_size)
     data_dir = make_data(work_dir, preset, hp)
     trained = bench_training(hp, data_dir, steps, workers)
     rows = []
@@ -501,8 +513,7 @@ def run_baseline_bench(args):
     started = time.time()
     try:
         for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
-            overrides = "tacotron_batch_size=%d" % args.batch_size if args.batch_size else ""
-            hp = hparams_lib.resolve(preset, None, overrides)
+            hp = preset_hparams(preset, args.batch_size)
             data_dir = make_data(work_dir, preset, hp)
             steps = args.steps or DEFAULT_STEPS.get(preset, 2)
             for tree in [t.strip() for t in args.trees.split(",") if t.strip()]:

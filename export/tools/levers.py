@@ -21,7 +21,6 @@ from unittest import mock
 
 from common import atomic, cli
 from common import devices
-from common.config import hparams as hparams_lib
 from common.errors import Lip2WavError
 from common.tf_compat import tf
 from export import trees
@@ -29,13 +28,11 @@ from export.tools import bench
 
 LOG = logging.getLogger("lip2wav.levers")
 
-# environment: flags TensorFlow reads once per process; set before the first session, they must
-# leave a run without the lever's session setting unchanged.
-Lever = collections.namedtuple("Lever", "help edit_config build_context workers environment")
-
-
-def _config_lever(help_text, edit, environment=None):
-    return Lever(help_text, edit, contextlib.nullcontext, None, environment or {})
+# edit_config changes the session config; build_context wraps the graph's construction; workers
+# replaces --workers; environment holds flags TensorFlow reads once per process: set before the
+# first session, they must leave a run without the lever's session setting unchanged.
+Lever = collections.namedtuple("Lever", "help edit_config build_context workers environment",
+                               defaults=(None, contextlib.nullcontext, None, {}))
 
 
 def _xla(config):
@@ -57,15 +54,15 @@ def _loop_parallel_iterations(count):
 
 
 LEVERS = collections.OrderedDict([
-    ("xla", _config_lever("XLA auto-clustering on the CPU (global_jit_level ON_1)", _xla,
-                          {"TF_XLA_FLAGS": "--tf_xla_cpu_global_jit"})),
-    ("grappler-off", _config_lever("grappler's meta-optimizer off (no graph rewrites)", _grappler_off)),
-    ("inter-op-1", _config_lever("one inter-op thread: ops run one at a time, each on both cores", _inter_op_1)),
-    ("decode-parallel-iterations-1", Lever("decode loop with parallel_iterations=1 (default 10)", None,
-                                           _loop_parallel_iterations(1), None, {})),
-    ("decode-parallel-iterations-32", Lever("decode loop with parallel_iterations=32 (default 10)", None,
-                                            _loop_parallel_iterations(32), None, {})),
-    ("feeder-workers-1", Lever("one data-loading thread instead of --workers", None, contextlib.nullcontext, 1, {})),
+    ("xla", Lever("XLA auto-clustering on the CPU (global_jit_level ON_1)", edit_config=_xla,
+                  environment={"TF_XLA_FLAGS": "--tf_xla_cpu_global_jit"})),
+    ("grappler-off", Lever("grappler's meta-optimizer off (no graph rewrites)", edit_config=_grappler_off)),
+    ("inter-op-1", Lever("one inter-op thread: ops run one at a time, each on both cores", edit_config=_inter_op_1)),
+    ("decode-parallel-iterations-1", Lever("decode loop with parallel_iterations=1 (default 10)",
+                                           build_context=_loop_parallel_iterations(1))),
+    ("decode-parallel-iterations-32", Lever("decode loop with parallel_iterations=32 (default 10)",
+                                            build_context=_loop_parallel_iterations(32))),
+    ("feeder-workers-1", Lever("one data-loading thread instead of --workers", workers=1)),
 ])
 
 
@@ -94,12 +91,8 @@ def variant_run(tree, hp, data_dir, workers, lever):
 
 def time_lever(tree, hp, data_dir, workers, steps, name):
     """{lever, default and variant sec/step, ratio} from one alternated pair of runs."""
-    runs = [bench.TreeRun(tree, hp, data_dir, workers)]
-    try:
-        runs.append(variant_run(tree, hp, data_dir, workers, LEVERS[name]))
-    except BaseException:
-        runs[0].close()
-        raise
+    runs = bench.open_runs([functools.partial(bench.TreeRun, tree, hp, data_dir, workers),
+                            functools.partial(variant_run, tree, hp, data_dir, workers, LEVERS[name])])
     default, variant = bench.alternate(runs, steps)
     return {"lever": name, "help": LEVERS[name].help, "tree": tree, "batch_size": hp.tacotron_batch_size,
             "timed_steps": steps, "default_sec_per_step": default["sec_per_step"],
@@ -122,8 +115,7 @@ def run_levers(args):
     for name in names:
         for key, value in LEVERS[name].environment.items():
             os.environ[key] = (os.environ.get(key, "") + " " + value).strip()
-    overrides = "tacotron_batch_size=%d" % args.batch_size if args.batch_size else ""
-    hp = hparams_lib.resolve(args.preset, None, overrides)
+    hp = bench.preset_hparams(args.preset, args.batch_size)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-levers-")
     rows = []
     try:

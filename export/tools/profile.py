@@ -27,7 +27,6 @@ import numpy as np
 
 from common import atomic, cli
 from common import devices
-from common.config import hparams as hparams_lib
 from common.data.dataset import BatchSource
 from common.tf_compat import tf, timeline
 from common.training import loop as training
@@ -245,8 +244,7 @@ def _session_config(backend, options, out_dir):
 
 def profile_tree(args, work_dir):
     backend = trees.backend(args.tree)
-    overrides = "tacotron_batch_size=%d" % args.batch_size if args.batch_size else ""
-    hp = hparams_lib.resolve(args.preset, None, overrides)
+    hp = bench.preset_hparams(args.preset, args.batch_size)
     data_dir = bench.make_data(work_dir, args.preset, hp)
     source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                          workers=args.workers)
