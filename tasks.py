@@ -226,6 +226,19 @@ def export(c: Context, checkpoint: str = "", target: str = "npu", out: str = "",
         _run_entrypoint("export.atc", _flags(export_dir=out_dir, soc_version=soc_version))
 
 
+@cli_task("export.apps.import_checkpoint", name="import-checkpoint",
+          preset="hyperparameter preset the checkpoint was trained with (common/config/hparams.py)")
+def import_checkpoint(c: Context, checkpoint: str = "", run_dir: str = "", preset: str = "chess",
+                      hparams_json: str = "", hparams: str = "") -> None:
+    """A checkpoint of the original Lip2Wav code -> a run directory that synthesize, evaluate, export and train
+    accept (names mapped by rule; refused, nothing written, when a model variable is missing)."""
+    if not checkpoint or not run_dir:
+        raise Exit("pass --checkpoint PATH (the original's tacotron_model.ckpt-N or its folder) and --run-dir RUN",
+                   code=2)
+    _run_entrypoint("export.apps.import_checkpoint", _flags(checkpoint=checkpoint, run_dir=run_dir, preset=preset,
+                                                            hparams_json=hparams_json, hparams=hparams))
+
+
 @cli_task("common.prep.download", speaker="speaker whose listed videos to fetch: chem, chess, dl, eh or hs "
                                           "(common/config/speakers/)",
           url_template="video URL with {id} (default $LIP2WAV_URL_TEMPLATE or the YouTube watch URL)")

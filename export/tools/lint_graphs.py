@@ -17,7 +17,6 @@ import sys
 from common import cli
 from common import devices
 from common.config import hparams as hparams_lib
-from common.training import loop as training
 from common.tf_compat import tf
 from export.graph import build_inference_graph
 from export import trees
@@ -27,19 +26,11 @@ LOG = logging.getLogger("lip2wav.lint_graphs")
 GraphFinding = collections.namedtuple("GraphFinding", ["graph", "node", "op", "reason"])
 
 
-class _NoData(object):
-    """Stands in for a BatchSource: building a graph reads no batch."""
-
-    def __iter__(self):
-        raise RuntimeError("the lint graph is built, never run")
-
-
 def training_graph(hp, target):
     """The target tree's training graph, as common.training.loop builds it for a run."""
-    backend = trees.backend(target)
     graph = tf.Graph()
     with graph.as_default():
-        training.TrainingGraph(backend, backend.options, hp, _NoData())
+        trees.training_graph(hp, target)
     return graph
 
 
