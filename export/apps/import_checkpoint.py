@@ -34,10 +34,13 @@ from export import trees
 from export.graph import build_inference_graph
 
 LOG = logging.getLogger("lip2wav.import_checkpoint")
-ImportStyle = collections.namedtuple("ImportStyle", ["name", "checkpoint_name", "differences"])
+# refusal: why a checkpoint of this style that lacks model variables cannot become a run, and the fix.
+ImportStyle = collections.namedtuple("ImportStyle", ["name", "checkpoint_name", "differences", "refusal"])
 Mapping = collections.namedtuple("Mapping", ["ours", "theirs", "value"])
 
-ORIGINAL_STYLE = ImportStyle("original Lip2Wav (github Rudrabha/Lip2Wav)", lambda name: name, ())
+ORIGINAL_STYLE = ImportStyle(
+    "original Lip2Wav (github Rudrabha/Lip2Wav)", lambda name: name, (),
+    "import a checkpoint of the original Lip2Wav code with the --preset/--hparams it was trained with")
 # What the port's network (github Ascend-Huawei/Lip2Wav, main/synthesizer/models/) does differently from the
 # original; printed whenever a checkpoint is in the port's style, since its variables alone cannot show it.
 PORT_STYLE = ImportStyle(
@@ -51,7 +54,9 @@ PORT_STYLE = ImportStyle(
      "postnet batch-norm variables have no counterpart",
      "its encoder 3-D convolutions and its prenet skip the ReLU (modules.py, '# skip relu'): its weights were "
      "trained for another network than this one (and the original), so they cannot give the port's outputs here",
-     "it always teacher-forces in training (a training difference only; the weights do not show it)"))
+     "it always teacher-forces in training (a training difference only; the weights do not show it)"),
+    "the port's network is another one (no postnet batch norm, no encoder or prenet ReLU), so its weights cannot "
+    "make a run of this network; fine-tune from a checkpoint of the original code or train from scratch")
 STYLES = (ORIGINAL_STYLE, PORT_STYLE)
 
 
@@ -86,11 +91,11 @@ def checkpoint_prefix(path):
             prefix = os.path.join(path, found[-1]) if found else None
         if prefix is None:
             raise CheckpointImportError("%s holds no checkpoint (no *.index file); pass the folder the original's "
-                               "train.py saved to, or a tacotron_model.ckpt-N prefix" % path)
+                                        "train.py saved to, or a tacotron_model.ckpt-N prefix" % path)
         path = prefix
     if not os.path.isfile(path + ".index"):
-        raise CheckpointImportError("checkpoint %s does not exist (no %s.index); pass a tacotron_model.ckpt-N prefix or "
-                           "its folder" % (path, os.path.basename(path)))
+        raise CheckpointImportError("checkpoint %s does not exist (no %s.index); pass a tacotron_model.ckpt-N prefix "
+                                    "or its folder" % (path, os.path.basename(path)))
     return path
 
 
@@ -149,45 +154,53 @@ class Plan(object):
     """What goes where: mapped model and optimizer variables, the step, and everything that did not map."""
 
     def __init__(self, ours, reader):
-        shapes = reader.get_variable_to_shape_map()
+        self.reader = reader
+        self.shapes = reader.get_variable_to_shape_map()
         self.dtypes = reader.get_variable_to_dtype_map()
-        self.style = pick_style(ours, shapes)
+        self.style = pick_style(ours, self.shapes)
         self.model, self.problems, self.reshaped = [], [], []
         for variable in ours.model:
-            theirs = self.style.checkpoint_name(_name(variable))
-            if theirs not in shapes:
-                self.problems.append("missing: %s %s (no %s in the checkpoint)"
-                                     % (_name(variable), variable.shape.as_list(), theirs))
-                continue
-            value = _fits(reader.get_tensor(theirs), variable)
-            if value is None:
-                self.problems.append("shape: %s is %s here and %s in the checkpoint (%s); check --preset/--hparams"
-                                     % (_name(variable), variable.shape.as_list(), shapes[theirs], theirs))
-                continue
-            if list(shapes[theirs]) != variable.shape.as_list():
-                self.reshaped.append(theirs)
-            self.model.append(Mapping(variable, theirs, value))
+            self._map_model(variable, self.style.checkpoint_name(_name(variable)))
+        self._map_optimizer(ours)
+        theirs = _ending_with(self.shapes, _name(ours.step).rsplit("/", 1)[-1])
+        self.step = None if theirs is None else Mapping(ours.step, theirs, int(reader.get_tensor(theirs)))
+        used = set(m.theirs for m in self.model + self.optimizer + ([self.step] if self.step else []))
+        self.unmapped = ["not mapped: %s %s %s" % (name, list(self.shapes[name]), self.dtypes[name].name)
+                         for name in sorted(self.shapes) if name not in used]
+
+    def _map_model(self, variable, theirs):
+        if theirs not in self.shapes:
+            self.problems.append("missing: %s %s (no %s in the checkpoint)"
+                                 % (_name(variable), variable.shape.as_list(), theirs))
+            return
+        value = _fits(self.reader.get_tensor(theirs), variable)
+        if value is None:
+            self.problems.append("shape: %s is %s here and %s in the checkpoint (%s)"
+                                 % (_name(variable), variable.shape.as_list(), self.shapes[theirs], theirs))
+            return
+        if list(self.shapes[theirs]) != variable.shape.as_list():
+            self.reshaped.append(theirs)
+        self.model.append(Mapping(variable, theirs, value))
+
+    def _map_optimizer(self, ours):
+        """All of the optimizer's state, or none of it (Adam's moments and beta powers only make sense together)."""
         names = dict((_name(m.ours), m.theirs) for m in self.model)
         self.optimizer, self.optimizer_missing = [], []
         for variable in ours.optimizer:
             slot = ours.slot_of(variable)
-            if slot and _name(slot[0]) not in names:
-                theirs = None
+            if slot is None:
+                theirs = _ending_with(self.shapes, _name(variable).rsplit("/", 1)[-1])
+            elif _name(slot[0]) in names:
+                theirs = _ending_with(self.shapes, "%s/%s" % (names[_name(slot[0])], slot[1]))
             else:
-                theirs = _ending_with(shapes, "%s/%s" % (names[_name(slot[0])], slot[1]) if slot
-                                      else _name(variable).rsplit("/", 1)[-1])
-            value = None if theirs is None else _fits(reader.get_tensor(theirs), variable)
+                theirs = None
+            value = None if theirs is None else _fits(self.reader.get_tensor(theirs), variable)
             if value is None:
                 self.optimizer_missing.append(_name(variable))
             else:
                 self.optimizer.append(Mapping(variable, theirs, value))
         if self.optimizer_missing:
             self.optimizer = []
-        theirs = _ending_with(shapes, _name(ours.step).rsplit("/", 1)[-1])
-        self.step = None if theirs is None else Mapping(ours.step, theirs, int(reader.get_tensor(theirs)))
-        used = set(m.theirs for m in self.model + self.optimizer + ([self.step] if self.step else []))
-        self.unmapped = ["not mapped: %s %s %s" % (name, list(shapes[name]), self.dtypes[name].name)
-                         for name in sorted(shapes) if name not in used]
 
     def lines(self, ours, prefix):
         """What the import did, one line each (printed before anything is written or refused)."""
@@ -215,8 +228,12 @@ def import_checkpoint(source, run_dir, hp):
     """Write ``run_dir`` (hparams.json, checkpoints/model.ckpt-<step>) from ``source``; returns the Plan."""
     prefix = checkpoint_prefix(source)
     if os.path.exists(run_dir) and (not os.path.isdir(run_dir) or os.listdir(run_dir)):
-        raise CheckpointImportError("--run-dir %s already exists; pass a new folder (an import never overwrites a run)"
-                           % run_dir)
+        raise CheckpointImportError("--run-dir %s already exists; pass a new folder (an import never overwrites a "
+                                    "run)" % run_dir)
+    damage = checkpoints.problem(prefix)
+    if damage is not None:
+        raise CheckpointImportError("checkpoint %s is unreadable (%s); copy it again from its source"
+                                    % (prefix, damage))
     reader = tf.train.load_checkpoint(prefix)
     ours = OurVariables(hp)
     plan = Plan(ours, reader)
@@ -224,8 +241,7 @@ def import_checkpoint(source, run_dir, hp):
         print(line)
     if plan.problems:
         raise CheckpointImportError("%s does not hold this network's model (%d model variable(s) missing or of another "
-                           "shape, listed above); import a checkpoint of the original Lip2Wav code with the "
-                           "--preset/--hparams it was trained with" % (prefix, len(plan.problems)))
+                                    "shape, listed above): %s" % (prefix, len(plan.problems), plan.style.refusal))
     step = plan.step.value if plan.step else 0
     parent = os.path.dirname(os.path.abspath(run_dir))
     with atomic.building_folder(run_dir, os.path.join(parent, ".tmp-import-" + os.path.basename(run_dir))) as tmp:
