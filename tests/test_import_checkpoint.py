@@ -74,7 +74,7 @@ def test_fixture_import_holds_every_model_variable_with_the_originals_values(imp
     assert newest_prefix(run) is not None, stdout
     theirs, ours = tf.train.load_checkpoint(PREFIX), tf.train.load_checkpoint(newest_prefix(run))
     names = model_names()
-    assert len(names) == 134 - 2  # variables.json: 134 without Adam slots, less the two beta powers
+    assert len(names) == 134 - 3  # the fixture's README: 134 without Adam slots, less the beta powers and the step
     for name in names:
         assert ours.has_tensor(name), name
         np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name), err_msg=name)
@@ -128,7 +128,7 @@ def test_a_checkpoint_missing_a_model_variable_is_refused(capsys, overrides, tmp
     write_checkpoint(str(tmp_path / "ckpt" / "tacotron_model.ckpt-3"), tensors)
     stdout, line = assert_refused(capsys, str(tmp_path / "ckpt" / "tacotron_model.ckpt-3"), overrides, tmp_path)
     assert [l for l in stdout.splitlines() if l.startswith("missing:")] == [
-        "missing: %s [320, 32] (no %s in the checkpoint)" % (dropped, dropped)]
+        "missing: %s [320, 32]" % dropped]
     assert "1 model variable(s) missing" in line
 
 
@@ -157,7 +157,7 @@ def test_an_ascend_port_checkpoint_is_recognised_and_its_differences_printed(cap
     reshaped = [port_name(n) for n in model_names() if re.search(r"attention_(variable_projection|bias)$", n)]
     assert "(2 reshaped: %s)" % ", ".join(sorted(reshaped)) in stdout
     assert "20 model variable(s) missing" in line
-    assert "not mapped:" not in stdout.replace("batch_normalization", "")
+    assert "not mapped:" not in stdout
 
 
 def test_a_folder_without_a_checkpoint_is_refused(capsys, overrides, tmp_path):

@@ -164,14 +164,14 @@ class Plan(object):
         self._map_optimizer(ours)
         theirs = _ending_with(self.shapes, _name(ours.step).rsplit("/", 1)[-1])
         self.step = None if theirs is None else Mapping(ours.step, theirs, int(reader.get_tensor(theirs)))
-        used = set(m.theirs for m in self.model + self.optimizer + ([self.step] if self.step else []))
+        used = set([m.theirs for m in self.model + ([self.step] if self.step else [])] + self.optimizer_found)
         self.unmapped = ["not mapped: %s %s %s" % (name, list(self.shapes[name]), self.dtypes[name].name)
                          for name in sorted(self.shapes) if name not in used]
 
     def _map_model(self, variable, theirs):
         if theirs not in self.shapes:
-            self.problems.append("missing: %s %s (no %s in the checkpoint)"
-                                 % (_name(variable), variable.shape.as_list(), theirs))
+            self.problems.append("missing: %s %s%s" % (_name(variable), variable.shape.as_list(),
+                                                          "" if theirs == _name(variable) else " (as %s)" % theirs))
             return
         value = _fits(self.reader.get_tensor(theirs), variable)
         if value is None:
@@ -199,6 +199,7 @@ class Plan(object):
                 self.optimizer_missing.append(_name(variable))
             else:
                 self.optimizer.append(Mapping(variable, theirs, value))
+        self.optimizer_found = [m.theirs for m in self.optimizer]
         if self.optimizer_missing:
             self.optimizer = []
 
