@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not os.path.isfile(PREFIX + ".index"),
                                 reason="../shared/fixtures/original_lip2wav (the original's checkpoint) is absent: "
                                        "this checkout is not beside the shared reference folder")
 # The original keeps the prenet's dropout on at inference; the fixture's main arrays were made with it off.
-PRENET_DROPOUT_OFF = {}
+PRENET_DROPOUT_OFF = {"prenet_dropout_at_inference": False}
 
 
 def fixture_variables():
