@@ -184,7 +184,8 @@ def test_the_imported_run_predicts_the_originals_mels_and_alignments(imported, t
     with CheckpointPredictor(run, target, batch_size=len(windows)) as predictor:
         mels, alignments = predictor.predict(windows, with_alignments=True)
     np.testing.assert_allclose(mels, expected["mel_output"], atol=1e-4, rtol=0)
-    np.testing.assert_allclose(alignments, expected["alignments"], atol=1e-4, rtol=0)
+    # ours are [B, decoder steps, T]; the original transposes them to [B, T, decoder steps]
+    np.testing.assert_allclose(np.swapaxes(alignments, 1, 2), expected["alignments"], atol=1e-4, rtol=0)
 
 
 @pytest.fixture(scope="module")
