@@ -14,24 +14,24 @@ def dynamic_decode_loop(cell, batch_size, max_iters, target_frames=None, teacher
         targets_by_step = tf.TensorArray(tf.float32, size=steps).unstack(tf.transpose(target_frames, [1, 0, 2]))
     else:
         steps = tf.constant(max_iters)
-    arrays = [tf.TensorArray(tf.float32, size=0, dynamic_size=True) for _ in range(3)]
+    arrays = [tf.TensorArray(tf.float32, size=0, dynamic_size=True) for _ in range(2)]
     sequence = cell.begin_sequence(batch, steps, teacher_forcing=target_frames is not None)
 
     def cond(step, finished, *_):
         return tf.logical_and(step < steps, tf.logical_not(tf.reduce_all(finished)))
 
-    def body(step, finished, previous_frame, state, frames_ta, stops_ta, align_ta):
+    def body(step, finished, previous_frame, state, frames_ta, align_ta):
         inputs = cell.sequence_at(sequence, step)
-        frames, stop_logits, state = cell.step(previous_frame, state, step, inputs)
+        frames, state = cell.step(previous_frame, state, step, inputs)
         target = targets_by_step.read(step) if target_frames is not None else None
         next_frame = cell.next_input(frames, target, teacher_forcing_ratio, inputs)
         finished = tf.logical_or(finished, tf.fill([batch], step + 1 >= steps))
         return (step + 1, finished, next_frame, state, frames_ta.write(step, frames),
-                stops_ta.write(step, stop_logits), align_ta.write(step, state.alignments))
+                align_ta.write(step, state.alignments))
 
     loop_vars = ((tf.constant(0), tf.zeros([batch], tf.bool), cell.go_frame(batch), cell.zero_state(batch, steps))
                  + tuple(arrays))
     result = tf.while_loop(cond, body, loop_vars)
     cell.end_sequence(result[3])
-    frames, stops, alignments = [tf.transpose(ta.stack(), [1, 0, 2]) for ta in result[4:]]
-    return frames, stops, alignments
+    frames, alignments = [tf.transpose(ta.stack(), [1, 0, 2]) for ta in result[4:]]
+    return frames, alignments

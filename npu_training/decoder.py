@@ -16,22 +16,21 @@ def static_decode_loop(cell, batch_size, max_iters, target_frames=None, teacher_
     width = hp.num_mels * hp.outputs_per_step
     time = int(cell.memory.shape[1])
     arrays = [tf.TensorArray(tf.float32, size=max_iters, element_shape=[batch_size, size])
-              for size in (width, hp.outputs_per_step, time)]
+              for size in (width, time)]
     sequence = cell.begin_sequence(batch_size, max_iters, teacher_forcing=target_frames is not None)
 
-    def body(step, previous_frame, state, frames_ta, stops_ta, align_ta):
+    def body(step, previous_frame, state, frames_ta, align_ta):
         inputs = cell.sequence_at(sequence, step)
-        frames, stop_logits, state = cell.step(previous_frame, state, step, inputs)
+        frames, state = cell.step(previous_frame, state, step, inputs)
         target = None
         if target_frames is not None:
             target = tf.reshape(tf.slice(target_frames, tf.stack([0, step, 0]), [batch_size, 1, hp.num_mels]),
                                 [batch_size, hp.num_mels])
         next_frame = cell.next_input(frames, target, teacher_forcing_ratio, inputs)
-        return (step + 1, next_frame, state, frames_ta.write(step, frames),
-                stops_ta.write(step, stop_logits), align_ta.write(step, state.alignments))
+        return (step + 1, next_frame, state, frames_ta.write(step, frames), align_ta.write(step, state.alignments))
 
     loop_vars = (tf.constant(0), cell.go_frame(batch_size), cell.zero_state(batch_size, max_iters)) + tuple(arrays)
     result = tf.while_loop(lambda step, *_: step < max_iters, body, loop_vars, maximum_iterations=max_iters)
     cell.end_sequence(result[2])
-    frames, stops, alignments = [tf.transpose(ta.stack(), [1, 0, 2]) for ta in result[3:]]
-    return frames, stops, alignments
+    frames, alignments = [tf.transpose(ta.stack(), [1, 0, 2]) for ta in result[3:]]
+    return frames, alignments

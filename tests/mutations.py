@@ -103,10 +103,35 @@ MUTATIONS = (
              "    if xla:\n        config.graph_options.optimizer_options.global_jit_level",
              "    if False:\n        config.graph_options.optimizer_options.global_jit_level",
              ("tests/test_training.py", "-k", "xla")),
+    Mutation("zoneout-zoned-output", "the zoneout LSTM emits its zoned state instead of the plain LSTM output",
+             "common/model/layers.py",
+             "return new_h, tf.nn.rnn_cell.LSTMStateTuple(c, h), kernel_input",
+             "return h, tf.nn.rnn_cell.LSTMStateTuple(c, h), kernel_input",
+             ("tests/test_original_network.py", "-k", "reproduces and gpu and free")),
+    Mutation("residual-after-relu", "the encoder adds the residual after the ReLU (x + relu(bn(conv(x))))",
+             "common/model/layers.py",
+             "return tf.nn.relu(y + x if residual else y)",
+             "return x + tf.nn.relu(y) if residual else tf.nn.relu(y)",
+             ("tests/test_original_network.py", "-k", "reproduces and npu and free")),
+    Mutation("prenet-dropout-switch-ignored", "prenet_dropout_at_inference=false leaves the dropout on",
+             "common/model/network.py",
+             "self.prenet_dropout = is_training or hp.prenet_dropout_at_inference",
+             "self.prenet_dropout = True",
+             ("tests/test_original_network.py", "-k", "reproduces and gpu and teacher")),
+    Mutation("l2-on-projections", "the L2 term also covers the projections the original leaves out",
+             "common/model/network.py",
+             'L2_EXCLUDED = ("bias", "Bias", "_projection", ',
+             'L2_EXCLUDED = ("bias", "Bias", ',
+             ("tests/test_original_network.py", "-k", "l2")),
+    Mutation("old-architecture-accepted", "a run directory without an architecture in hparams.json is resumed",
+             "common/config/hparams.py",
+             "if architecture != ARCHITECTURE:",
+             "if architecture not in (ARCHITECTURE, None):",
+             ("tests/test_reliability.py", "-k", "old_architecture")),
     Mutation("lips-ignored", "the encoder sees blank frames, so the model can only learn the mean speech",
              "common/model/network.py",
-             "memory = encode(inputs, speaker_embeddings, hp, is_training, noise)",
-             "memory = encode(tf.zeros_like(inputs), speaker_embeddings, hp, is_training, noise)",
+             "conv_output, encoder_output = encode(inputs, hp, is_training, noise)",
+             "conv_output, encoder_output = encode(tf.zeros_like(inputs), hp, is_training, noise)",
              ("tests/test_training.py", "-k", "free_running", "--runslow"), slow=True),
 )
 
@@ -137,6 +162,9 @@ def run_one(mutation: Mutation, python: str, pytest_args: list[str]) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="lip2wav-mutant-") as scratch:
         copy = os.path.join(scratch, "repo")
         shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
+        shared = os.path.join(os.path.dirname(ROOT), "shared")
+        if os.path.isdir(shared):  # the copy keeps its sibling ../shared, where the original's fixtures are
+            os.symlink(os.path.realpath(shared), os.path.join(scratch, "shared"))
         if not plant(copy, mutation):
             return Outcome(mutation, "stale", [], time.monotonic() - started,
                            "snippet not found once in %s; update the mutation" % mutation.path)

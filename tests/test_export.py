@@ -18,7 +18,7 @@ from npu_training.lint import lint_graph_def
 TARGETS = ("gpu", "npu")
 BATCH = 2
 TINY = ("encoder_lstm_units=16,decoder_lstm_units=32,postnet_channels=16,attention_dim=16,tacotron_batch_size=2,"
-        "enc_conv_num_blocks=2,enc_conv_num_layers=1,postnet_num_layers=2,decoder_layers=1")
+        "enc_conv_num_blocks=2,postnet_num_layers=2,decoder_layers=1")
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ def test_defaults_are_the_reference_values():
 
 
 # Pinned from /work/shared/reference/presets/<name>.json (the original repository's speaker files), so an
-# edit to common/config/presets/*.json or to the loader shows up here. enc_conv_channels is ignored by
-# the 3D-conv encoder (hparams.IGNORED_PRESET_KEYS); tacotron_batch_size is the default 24 where absent.
-SHARED_PRESET_VALUES = {"decoder_layers": 2, "enc_conv_kernel_size": [5, 3, 3], "enc_conv_num_layers": 3,
-                        "mel_step_size": 240, "overlap": 15, "prenet_layers": [256, 256]}
+# edit to common/config/presets/*.json or to the loader shows up here. enc_conv_channels, enc_conv_kernel_size and
+# enc_conv_num_layers are never read by the original's 3D-conv encoder (hparams.IGNORED_PRESET_KEYS);
+# tacotron_batch_size is the default 24 where absent.
+SHARED_PRESET_VALUES = {"decoder_layers": 2, "mel_step_size": 240, "overlap": 15, "prenet_layers": [256, 256]}
 SPEAKER_PRESET_VALUES = {
     "chem": {"T": 90, "fps": 30, "img_size": 96, "mel_overlap": 40, "decoder_lstm_units": 1024,
              "encoder_lstm_units": 384, "enc_conv_num_blocks": 5, "num_init_filters": 24, "tacotron_batch_size": 24,
@@ -62,8 +62,8 @@ def test_preset_window_lengths_agree_with_the_frame_rates():
 
 
 def test_overrides_parse_lists_and_types():
-    hp = hparams.resolve("chess", overrides="decoder_lstm_units=256,img_size=48,enc_conv_kernel_size=[3,3,3]")
-    assert hp.decoder_lstm_units == 256 and hp.img_size == 48 and hp.enc_conv_kernel_size == [3, 3, 3]
+    hp = hparams.resolve("chess", overrides="decoder_lstm_units=256,img_size=48,prenet_layers=[64,32]")
+    assert hp.decoder_lstm_units == 256 and hp.img_size == 48 and hp.prenet_layers == [64, 32]
     assert hparams.resolve("default", overrides="fmin=50").fmin == 50
     assert hparams.resolve("default", overrides="preemphasis=1").preemphasis == 1.0
 
@@ -95,3 +95,19 @@ def test_json_then_overrides_order_and_save_restore(tmp_path):
     assert hparams.load(str(tmp_path / "hparams.json")) == hp
     with pytest.raises(hparams.HParamsError, match="frozen"):
         hp.img_size = 3
+
+
+def test_hparams_json_records_the_architecture_and_load_refuses_another(tmp_path):
+    path = str(tmp_path / "hparams.json")
+    hp = hparams.resolve("synthetic")
+    hp.save(path)
+    with open(path) as f:
+        assert json.load(f)["architecture"] == "lip2wav-original-v1"
+    assert hparams.load(path) == hp
+    with open(path) as f:
+        values = json.load(f)
+    values["architecture"] = "lip2wav-v0"
+    with open(path, "w") as f:
+        json.dump(values, f)
+    with pytest.raises(hparams.HParamsError, match="is of the network lip2wav-v0, not lip2wav-original-v1"):
+        hparams.load(path)

@@ -20,7 +20,7 @@ def decode_loop_parallel_iterations(tree, build_context):
             inputs, tf.zeros([2, hp.speaker_embedding_dim]), targets, is_training=True, global_step=step,
             teacher_forcing_ratio=network.teacher_forcing_ratio(hp, step))
     return {op.get_attr("parallel_iterations") for op in graph.get_operations()
-            if op.type == "Enter" and op.name.startswith("lip2wav/decoder/")}
+            if op.type == "Enter" and op.name.startswith("Tacotron_model/inference/decoder/")}
 
 
 @pytest.mark.parametrize("tree", ["gpu", "npu"])

@@ -137,7 +137,7 @@ def test_one_training_step_gives_the_same_loss(hp, batch, gpu_step):
             npu = one_training_step(graph, sess)
     assert gpu["step"] == npu["step"] == START_STEP + 1
     assert 0.0 < gpu["scalars"]["teacher_forcing_ratio"] < 1.0
-    for name in ("loss", "decoder_loss", "postnet_loss", "stop_loss", "gradient_norm", "learning_rate"):
+    for name in ("loss", "decoder_loss", "postnet_loss", "l1_loss", "gradient_norm", "learning_rate"):
         assert gpu["scalars"][name] == pytest.approx(npu["scalars"][name], rel=TOLERANCE, abs=TOLERANCE), name
 
 

@@ -38,11 +38,17 @@ def test_flops_count_loop_iterations_dynamic_shapes_and_conv3d_gradients():
 
 
 def test_parts_follow_name_scopes_and_gradients():
-    assert profile.part_of("lip2wav/encoder/block0/conv1/conv3d/Conv3D") == ("encoder 3D convs", "fwd")
-    assert profile.part_of("gradients/lip2wav/encoder/fw/while/lstm_fw/MatMul_grad/MatMul") == ("encoder BiLSTM", "bwd")
-    assert profile.part_of("gradients/lip2wav/decoder/while/concat_grad/Slice") == ("decoder loop", "bwd")
+    scope = "Tacotron_model/inference/"
+    assert profile.part_of(scope + "encoder_convolutions/conv_layer_1_encoder_convolutions/conv3d/Conv3D") == (
+        "encoder 3D convs", "fwd")
+    assert profile.part_of("gradients/" + scope + "encoder_LSTM/bidirectional_rnn/fw/while/MatMul_grad/MatMul") == (
+        "encoder BiLSTM", "bwd")
+    assert profile.part_of("gradients/" + scope + "decoder/while/concat_grad/Slice") == ("decoder loop", "bwd")
+    assert profile.part_of(scope + "memory_layer/Tensordot/MatMul") == ("decoder loop", "fwd")
+    assert profile.part_of(scope + "postnet_projection/projection_postnet_projection/BiasAdd") == ("postnet", "fwd")
     assert profile.part_of("losses/Mean") == ("losses", "fwd")
-    assert profile.part_of("Adam/update_lip2wav/decoder/prenet_0/kernel/ApplyAdam") == ("optimizer update", "fwd")
+    assert profile.part_of("Adam/update_" + scope + "decoder/decoder_prenet/dense_1/kernel/ApplyAdam") == (
+        "optimizer update", "fwd")
     assert profile.part_of("feeder/input_queue_Dequeue") == ("feeder/input", "fwd")
 
 
@@ -54,8 +60,8 @@ def test_wall_shares_split_overlaps_and_add_up_to_the_covered_time():
 
 
 def test_summary_shares_are_of_wall_time_and_achieved_over_peak():
-    ops = [profile.OpRun("lip2wav/postnet/conv0/Conv2D", "Conv2D", 400, 300, 6e9),
-           profile.OpRun("gradients/lip2wav/postnet/x", "Mul", 200, 100, 0)]
+    ops = [profile.OpRun("Tacotron_model/inference/postnet_convolutions/conv0/Conv2D", "Conv2D", 400, 300, 6e9),
+           profile.OpRun("gradients/Tacotron_model/inference/postnet_convolutions/x", "Mul", 200, 100, 0)]
     summary = profile.summarise(ops, step_seconds=2.0, peak=1e10)
     assert [(p["part"], p["direction"], p["share"], p["op_seconds"]) for p in summary["parts"]] == [
         ("postnet", "fwd", 0.75, 400e-6), ("postnet", "bwd", 0.25, 200e-6)]

@@ -294,6 +294,21 @@ def test_damaged_files_and_unusable_run_dirs_fail_in_one_line_naming_the_path(sy
     assert code == 2 and "--run-dir %s is a file" % a_file in error_line(err)
 
 
+def test_run_dirs_of_the_old_architecture_are_refused_in_one_line(synthetic_data, untrained_run, tmp_path, capsys):
+    """A run written before the original's network (its hparams.json has no architecture) neither resumes nor loads."""
+    old = tmp_path / "old"
+    shutil.copytree(untrained_run, str(old))
+    values = json.loads((old / "hparams.json").read_text())
+    assert values.pop("architecture") == "lip2wav-original-v1"
+    (old / "hparams.json").write_text(json.dumps(values))
+    before = sorted(os.listdir(str(old)))
+    code, _, err = run_entrypoint(capsys, gpu_train.main, "--data", synthetic_data, "--run-dir", str(old))
+    assert code == 2 and "is of the network before the original's architecture" in error_line(err)
+    assert "start a new run directory" in error_line(err) and sorted(os.listdir(str(old))) == before
+    with pytest.raises(hparams.HParamsError, match="import an original checkpoint"):
+        graph.resolve_checkpoint(str(old))
+
+
 def test_read_only_run_dir_fails_in_one_line(synthetic_data, tmp_path, capsys):
     run_dir = tmp_path / "readonly"
     run_dir.mkdir()

@@ -3,7 +3,7 @@
 Resolution order (each step logged): preset (which derives from its parent) ->
 optional JSON file -> ``key=value`` overrides. Unknown keys and values of the
 wrong type raise ``HParamsError``. The resolved set is saved as ``hparams.json``
-in every run directory and restored from there on resume.
+in every run directory, with the network architecture it builds, and restored from there on resume.
 """
 import json
 import logging
@@ -78,9 +78,9 @@ DECLARED = {
     "overlap": (15, "Frames shared by consecutive windows when a long video is synthesised.", NON_NEGATIVE),
     "mel_overlap": (40, "Mel frames crossfaded between consecutive synthesised windows.", NON_NEGATIVE),
     # Encoder
-    "enc_conv_num_blocks": (5, "3D-conv blocks; each halves height and width.", COUNT),
-    "enc_conv_num_layers": (3, "Conv layers per block: one strided, the rest residual.", COUNT),
-    "enc_conv_kernel_size": ([5, 3, 3], "3D-conv kernel (time, height, width).", COUNT),
+    "enc_conv_num_blocks": (5, "3D-conv blocks, each a conv halving height and width and two residual convs "
+                               "(kernels 5x5x5 first, else 3x3x3: fixed, as in the original); after the last a "
+                               "conv of stride (1, 3, 3).", COUNT),
     "num_init_filters": (24, "Filters of the first block; doubled every block.", COUNT),
     "encoder_lstm_units": (384, "Units per direction of the encoder BiLSTM.", COUNT),
     "zoneout_rate": (0.1, "Zoneout probability of every LSTM cell and hidden state.", FRACTION),
@@ -88,15 +88,20 @@ DECLARED = {
     # Decoder
     "outputs_per_step": (2, "Mel frames emitted per decoder step.", COUNT),
     "prenet_layers": ([256, 256], "Widths of the prenet dense layers.", COUNT),
-    "dropout_rate": (0.5, "Prenet dropout rate, applied in training and inference.", FRACTION),
+    "dropout_rate": (0.5, "Dropout rate of the prenet (training, and inference while prenet_dropout_at_inference) "
+                          "and of the postnet convs (training).", FRACTION),
+    "prenet_dropout_at_inference": (True, "Keep the prenet's dropout on at inference, as the original does (mels then "
+                                          "vary with tacotron_random_seed); false gives the dropout-free expectation."),
     "attention_dim": (128, "Location-sensitive attention depth.", COUNT),
     "attention_filters": (32, "Location features: conv filters over cumulative weights.", COUNT),
     "attention_kernel": (31, "Location features: conv kernel width.", COUNT),
     "decoder_layers": (2, "Decoder LSTM layers.", COUNT),
     "decoder_lstm_units": (1024, "Units per decoder LSTM layer.", COUNT),
-    "postnet_num_layers": (5, "Postnet conv1d layers.", COUNT),
+    "postnet_num_layers": (5, "Postnet conv1d layers (the original names the last one conv_layer_5: at most 5).",
+                           Range(1, 5)),
     "postnet_kernel_size": (5, "Postnet conv1d kernel width.", COUNT),
-    "postnet_channels": (512, "Postnet conv1d channels.", COUNT),
+    "postnet_channels": (512, "Postnet conv1d channels (every layer; a dense layer projects them to num_mels).",
+                         COUNT),
     # Training
     "tacotron_batch_size": (24, "Windows per training batch.", COUNT),
     "tacotron_random_seed": (5339, "Seed of the graph's random ops and of window sampling.", NON_NEGATIVE),
@@ -112,7 +117,8 @@ DECLARED = {
     "tacotron_adam_beta1": (0.9, "Adam beta1.", FRACTION),
     "tacotron_adam_beta2": (0.999, "Adam beta2.", FRACTION),
     "tacotron_adam_epsilon": (1e-6, "Adam epsilon.", POSITIVE),
-    "tacotron_reg_weight": (1e-7, "L2 regularisation weight on non-bias, non-norm weights.", NON_NEGATIVE),
+    "tacotron_reg_weight": (1e-7, "L2 weight on every trainable variable but biases, projections and LSTMs "
+                                  "(the original's rule, network.L2_EXCLUDED).", NON_NEGATIVE),
     "tacotron_clip_norm": (1.0, "Global gradient-norm clip.", POSITIVE),
     "tacotron_teacher_forcing_init_ratio": (1.0, "Teacher-forcing ratio before the decay starts.", UNIT),
     "tacotron_teacher_forcing_final_ratio": (0.0, "Teacher-forcing ratio after the decay ends.", UNIT),
@@ -124,8 +130,15 @@ DECLARED = {
 
 # Keys of the reference preset files that this model has no use for.
 IGNORED_PRESET_KEYS = {
-    "enc_conv_channels": "width of Tacotron-2's text encoder; the 3D-conv encoder sets widths with num_init_filters",
+    "enc_conv_channels": "width of Tacotron-2's text encoder; the original's 3D-conv encoder never reads it (widths "
+                         "come from num_init_filters)",
+    "enc_conv_kernel_size": "never read by the original's 3D-conv encoder (5x5x5 for its first conv, 3x3x3 elsewhere)",
+    "enc_conv_num_layers": "never read by the original's 3D-conv encoder (one strided and two residual convs a block)",
 }
+# The network these hyperparameters build (common/model/network.py), recorded in every hparams.json. Run
+# directories of another architecture are refused: their checkpoints do not fit this network.
+ARCHITECTURE = "lip2wav-original-v1"
+ARCHITECTURE_KEY = "architecture"
 
 SYNTHETIC_OVERRIDES = {
     "speaker": "synthetic",
@@ -135,7 +148,6 @@ SYNTHETIC_OVERRIDES = {
     "overlap": 5,
     "mel_overlap": 12,
     "enc_conv_num_blocks": 3,
-    "enc_conv_num_layers": 2,
     "num_init_filters": 8,
     "encoder_lstm_units": 64,
     "speaker_embedding_dim": 16,
@@ -228,14 +240,16 @@ class HParams(object):
 
     def save(self, path):
         """Write hparams.json atomically; an identical file is left alone (nothing to write on a full disk)."""
+        recorded = dict(self._values)
+        recorded[ARCHITECTURE_KEY] = ARCHITECTURE
         if os.path.isfile(path):
             try:
                 with open(path) as f:
-                    if json.load(f) == self._values:
+                    if json.load(f) == recorded:
                         return
             except ValueError:
                 pass
-        atomic.write_json(path, self._values)
+        atomic.write_json(path, recorded)
 
 
 def _file_preset(name):
@@ -367,4 +381,10 @@ def load(path):
         raise HParamsError("%s does not exist; is this a run directory?" % path)
     saved = _read_json_object(path, "restore it from a backup or start a new run directory (its checkpoints need "
                                     "the exact hyperparameters they were trained with)")
+    architecture = saved.pop(ARCHITECTURE_KEY, None)
+    if architecture != ARCHITECTURE:
+        raise HParamsError("%s is of the network %s, not %s (the original Lip2Wav's) that this code builds; its "
+                           "checkpoints cannot load: start a new run directory, or import an original checkpoint "
+                           "with invoke import-checkpoint"
+                           % (path, architecture or "before the original's architecture", ARCHITECTURE))
     return HParams(_check_limits(_apply(_defaults(), saved, path), path))

@@ -27,7 +27,7 @@ def keep_mask(uniform, rate):
 
 
 def dropout(x, rate, keep):
-    """Inverted dropout with a precomputed ``keep`` mask (kept on at inference, as in Tacotron-2's prenet)."""
+    """Inverted dropout with a precomputed ``keep`` mask."""
     return x * keep / (1.0 - rate)
 
 
@@ -55,10 +55,11 @@ def loop_kernel_probe(kernel, leading_shape, recorded):
 class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
     """LSTM cell with zoneout (Krueger et al. 2016); the arithmetic and variables of tf.nn.rnn_cell.LSTMCell.
 
-    In training the input is a pair (input, keep mask): the mask has two blocks of ``units``
-    (cell and hidden state), is drawn before the loop, so the cell holds no random op and works
-    inside any loop (dynamic_rnn passes the pair through). At inference zoneout is the
-    expectation: a fixed blend. ``step`` also takes a kernel probe (see loop_kernel_probe); under
+    As in the original's ZoneoutLSTMCell, the cell emits the plain LSTM output and zoneout acts
+    only on the state it carries to the next step. In training the input is a pair (input, keep
+    mask): the mask has two blocks of ``units`` (cell and hidden state), is drawn before the loop,
+    so the cell holds no random op and works inside any loop (dynamic_rnn passes the pair through).
+    At inference zoneout is the expectation: a fixed blend. ``step`` also takes a kernel probe (see loop_kernel_probe); under
     dynamic_rnn the input is then a triple (input, keep mask, probe) and, after
     ``record_kernel_inputs``, the output a pair (output, kernel input).
     """
@@ -104,7 +105,8 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
         return ((output, kernel_input) if self._recording else output), new_state
 
     def step(self, inputs, state, keep=None, kernel_probe=None):
-        """(output, new state, the kernel's input); with ``kernel_probe`` the kernel gets no per-step gradient."""
+        """(plain LSTM output, zoned state, the kernel's input); with ``kernel_probe`` the kernel gets no per-step
+        gradient."""
         self.build_variables(int(inputs.shape[-1]))
         prev_c, prev_h = state
         kernel_input = tf.concat([inputs, prev_h], axis=1)
@@ -122,18 +124,37 @@ class ZoneoutLSTMCell(tf.nn.rnn_cell.RNNCell):
         else:
             c = (1.0 - self._rate) * new_c + self._rate * prev_c
             h = (1.0 - self._rate) * new_h + self._rate * prev_h
-        return h, tf.nn.rnn_cell.LSTMStateTuple(c, h), kernel_input
+        return new_h, tf.nn.rnn_cell.LSTMStateTuple(c, h), kernel_input
 
 
-def conv3d_bn_relu(x, filters, kernel_size, strides, is_training, name):
+class Dense(object):
+    """A dense layer whose variables exist from construction on, named as tf.layers.Dense names them under
+    ``name``: a decode loop's body then only reads them, and the names are the original's wherever it runs."""
+
+    def __init__(self, name, depth, units, use_bias=True, activation=None):
+        with tf.variable_scope(name):
+            self.kernel = tf.get_variable("kernel", [depth, units])
+            self.bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer()) if use_bias else None
+        self.activation = activation
+
+    def __call__(self, x):
+        y = tf.matmul(x, self.kernel) if x.shape.ndims == 2 else tf.tensordot(x, self.kernel, 1)
+        if self.bias is not None:
+            y = tf.nn.bias_add(y, self.bias)
+        return self.activation(y) if self.activation is not None else y
+
+
+def conv3d_bn_relu(x, filters, kernel_size, strides, is_training, name, residual=False):
+    """The original's encoder conv: conv3d (with bias) -> batch norm (-> + input) -> ReLU."""
     with tf.variable_scope(name):
-        x = tf.layers.conv3d(x, filters, kernel_size, strides=strides, padding="same", use_bias=False)
-        x = tf.layers.batch_normalization(x, training=is_training)
-        return tf.nn.relu(x)
+        y = tf.layers.conv3d(x, filters, kernel_size, strides=strides, padding="same")
+        y = tf.layers.batch_normalization(y, training=is_training)
+        return tf.nn.relu(y + x if residual else y)
 
 
 def conv1d_bn(x, filters, kernel_size, activation, is_training, name):
+    """The original's postnet conv: conv1d (with bias) -> batch norm -> activation (dropout is the caller's)."""
     with tf.variable_scope(name):
-        x = tf.layers.conv1d(x, filters, kernel_size, padding="same", use_bias=False)
+        x = tf.layers.conv1d(x, filters, kernel_size, padding="same")
         x = tf.layers.batch_normalization(x, training=is_training)
         return activation(x) if activation is not None else x

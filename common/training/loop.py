@@ -185,7 +185,7 @@ class TrainingGraph(object):
             world_size=self.distribution.size)
         self.scalars = {
             "loss": self.losses.total, "decoder_loss": self.losses.decoder, "postnet_loss": self.losses.postnet,
-            "stop_loss": self.losses.stop, "regularization_loss": self.losses.regularization,
+            "l1_loss": self.losses.l1, "regularization_loss": self.losses.regularization,
             "learning_rate": self.learning_rate, "teacher_forcing_ratio": self.teacher_forcing_ratio,
             "gradient_norm": self.grad_norm}
         self.summary = tf.summary.merge([tf.summary.scalar(k, v) for k, v in sorted(self.scalars.items())])

@@ -38,10 +38,10 @@ LOG = logging.getLogger("lip2wav.profile")
 # Model parts by the name scope of their ops; backward ops carry the same scope under "gradients/".
 PARTS = (
     ("feeder/input", re.compile(r"^feeder/")),
-    ("encoder 3D convs", re.compile(r"^lip2wav/encoder/block")),
-    ("encoder BiLSTM", re.compile(r"^lip2wav/encoder/")),
-    ("decoder loop", re.compile(r"^lip2wav/decoder/")),
-    ("postnet", re.compile(r"^lip2wav/postnet/")),
+    ("encoder 3D convs", re.compile(r"^Tacotron_model/inference/encoder_convolutions/")),
+    ("encoder BiLSTM", re.compile(r"^Tacotron_model/inference/encoder_LSTM/")),
+    ("decoder loop", re.compile(r"^Tacotron_model/inference/(memory_layer|decoder)/")),
+    ("postnet", re.compile(r"^Tacotron_model/inference/postnet_")),
     ("losses", re.compile(r"^losses/")),
     ("optimizer update", re.compile(r"^(Adam|clip_by_global_norm|global_norm|learning_rate|beta[12]_power)")),
 )
