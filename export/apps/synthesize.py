@@ -202,11 +202,12 @@ def check_writable(path):
 
 
 def write_outputs(result, out_wav, hp, plot=False, mux_source=None):
-    """Write result.wav to ``out_wav`` (and .png mel plot, .mp4 with the speech muxed in); all atomic."""
+    """Write result.wav to ``out_wav`` at its mel's level (and .png mel plot, .mp4 with the speech muxed in);
+    all atomic."""
     stem = os.path.splitext(out_wav)[0]
     written = [out_wav]
     try:
-        audio.save_wav(result.wav, out_wav, hp.sample_rate)
+        audio.save_speech(result.wav, result.mel.T, out_wav, hp)
         if plot:
             plotting.plot_mels(stem + ".png", result.mel, result.target_mel, title=result.name)
             written.append(stem + ".png")
