@@ -23,7 +23,6 @@ import threading
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from common import cli
 from common import atomic
@@ -31,6 +30,7 @@ from common import devices
 from common.config import hparams as hparams_lib
 from common.model import network as model_lib
 from common import plotting
+from common import progress as progress_lib
 from common.data.dataset import BatchSource, DEFAULT_MAX_BAD_SHARE
 from common.tf_compat import tf
 from common.errors import Lip2WavError
@@ -348,8 +348,8 @@ def _train(backend, args, stop):
         _broadcast_initial_state(graph, sess, start_step)
         step = int(sess.run(graph.global_step))
         graph.feeder.start(sess)
-        progress = tqdm(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
-                        dynamic_ncols=True, disable=None if chief else True)
+        progress = progress_lib.bar(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
+                                    disable=not chief)
         try:
             while step < args.steps and stop.signum is None:
                 step = _train_step(graph, sess, run, writer, progress, step)

@@ -22,13 +22,13 @@ import sys
 import warnings
 
 import numpy as np
-from tqdm import tqdm
 
 from common import cli
 from common.data import align
 from common.data import audio
 from common.data import dataset
 from common import atomic
+from common import progress
 from export import graph
 from export.apps import synthesize as synth_lib
 from export.scoring import words as words_lib
@@ -156,7 +156,7 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
         raise EvaluationError("cannot write to %s (%s); pass a writable --out" % (out_dir, exc.strerror or exc))
     rows = []
     with synth_lib.Synthesizer(checkpoint_path, target, batch_size, predictor) as synth:
-        for clip in tqdm(index.clips, desc="evaluate %s" % split, unit="clip", disable=None):
+        for clip in progress.bar(index.clips, desc="evaluate %s" % split, unit="clip"):
             result = synth.synthesize_clip(clip, progress=False)
             if result.target_wav is None:
                 raise EvaluationError("clip %s has no %s; evaluate needs the real audio of every clip"
