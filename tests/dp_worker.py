@@ -4,7 +4,8 @@
 graph (Backend, distribution, sharded BatchSource, TrainingGraph) like common/training/loop.py does, but seeds
 each rank's initialisation differently so the broadcast has something to do, and writes rank<R>.npz:
 variables before and after the broadcast, this rank's own (not yet averaged) gradients of step 1 (variables with a gradient only) and the
-learning rate, variables after step 1 and after N steps, and the (clip, start frame) windows its source read.
+learning rate, the gradients of step 1 as the optimizer wrappers hand them to clipping (after the all-reduce) and
+their global norm, variables after step 1 and after N steps, and the (clip, start frame) windows its source read.
 """
 import argparse
 import json
@@ -19,6 +20,14 @@ from common.tf_compat import tf
 from common.training import loop
 
 recorded_gradients = []
+reduced_gradients = []
+clip_by_global_norm = tf.clip_by_global_norm
+
+
+def recording_clip(gradients, *args, **kwargs):
+    """clip_by_global_norm that keeps its input: the gradients after the ranks' all-reduce, before clipping."""
+    reduced_gradients.extend(g for g in gradients if g is not None)
+    return clip_by_global_norm(gradients, *args, **kwargs)
 
 
 class RecordingAdam(tf.train.AdamOptimizer):
@@ -41,7 +50,8 @@ def main(argv=None):
         from gpu_training.train import BACKEND as backend
     else:
         from npu_training.train import BACKEND as backend
-    tf.train.AdamOptimizer = RecordingAdam  # model_lib.train_op looks the class up when it builds the graph
+    tf.train.AdamOptimizer = RecordingAdam  # model_lib.train_op looks both up when it builds the graph
+    tf.clip_by_global_norm = recording_clip
     options = backend.options
     distribution = backend.distribution(options)
     hp = hparams.resolve("synthetic")
@@ -69,16 +79,18 @@ def main(argv=None):
         record["initial"] = sess.run(variables)
         graph.feeder.start(sess)
         try:
-            _, record["local_gradients"], record["learning_rate"] = sess.run(
-                [graph.train_op, [g for g, _ in recorded_gradients], graph.learning_rate], feed_dict=graph.feeder.feed_dict())
+            fetches = [graph.train_op, [g for g, _ in recorded_gradients], reduced_gradients, graph.grad_norm,
+                       graph.learning_rate]
+            _, record["local_gradients"], record["reduced_gradients"], record["grad_norm"], record["learning_rate"] = \
+                sess.run(fetches, feed_dict=graph.feeder.feed_dict())
             record["after_one"] = sess.run(variables)
             for _ in range(args.steps - 1):
                 sess.run(graph.train_op, feed_dict=graph.feeder.feed_dict())
             record["final"] = sess.run(variables)
         finally:
             graph.feeder.stop()
-    arrays = {"learning_rate": np.float64(record["learning_rate"])}
-    for key in ("before_broadcast", "initial", "local_gradients", "after_one", "final"):
+    arrays = {"learning_rate": np.float64(record["learning_rate"]), "grad_norm": np.float64(record["grad_norm"])}
+    for key in ("before_broadcast", "initial", "local_gradients", "reduced_gradients", "after_one", "final"):
         for i, value in enumerate(record[key]):
             arrays["%s/%d" % (key, i)] = value
     np.savez(os.path.join(args.out, "rank%d.npz" % distribution.rank), **arrays)

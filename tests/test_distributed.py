@@ -60,8 +60,9 @@ def _load_rank(out, rank):
         meta = json.load(f)
     count = len(meta["variables"])
     state = dict((key, [arrays["%s/%d" % (key, i)] for i in range(count)])
-                 for key in ("before_broadcast", "initial", "local_gradients", "after_one", "final"))
-    state.update(meta, learning_rate=float(arrays["learning_rate"]))
+                 for key in ("before_broadcast", "initial", "local_gradients", "reduced_gradients", "after_one",
+                             "final"))
+    state.update(meta, learning_rate=float(arrays["learning_rate"]), grad_norm=float(arrays["grad_norm"]))
     return state
 
 
@@ -92,6 +93,7 @@ def _check_data_parallel_step(out):
     assert _max_difference(ranks[0]["initial"], ranks[1]["initial"]) == 0.0
     mean = [(a + b) / 2.0 for a, b in zip(ranks[0]["local_gradients"], ranks[1]["local_gradients"])]
     assert _max_difference(ranks[0]["local_gradients"], ranks[1]["local_gradients"]) > 1e-4
+    _check_reduced_gradients_are_the_mean(hp, ranks, mean)
     expected = _adam_step(hp, ranks[0]["initial"], mean, ranks[0]["learning_rate"])
     for rank in ranks:
         assert _max_difference(rank["after_one"], expected) < STATE_ATOL
@@ -100,6 +102,18 @@ def _check_data_parallel_step(out):
     windows = [set(tuple(w) for w in r["windows"]) for r in ranks]
     assert windows[0] and windows[1] and not windows[0] & windows[1]
     assert all(start % 2 == rank for rank in (0, 1) for _, start in windows[rank])
+
+
+def _check_reduced_gradients_are_the_mean(hp, ranks, mean):
+    """What clipping receives after the all-reduce is the MEAN of the ranks' gradients, not their sum. The
+    Adam step above cannot tell: clipping to tacotron_clip_norm and Adam's first update both undo a factor of 2."""
+    norm = float(np.sqrt(sum(np.sum(np.square(g.astype(np.float64))) for g in mean)))
+    assert norm > 2 * hp.tacotron_clip_norm, "clipping must be active for this check to mean something"
+    scale = max(float(np.max(np.abs(g))) for g in mean)
+    for rank in ranks:
+        assert [g.shape for g in rank["reduced_gradients"]] == [g.shape for g in mean]
+        assert _max_difference(rank["reduced_gradients"], mean) < 1e-5 * scale
+        assert rank["grad_norm"] == pytest.approx(norm, rel=1e-4)
 
 
 def test_npu_ranks_average_gradients_share_weights_and_read_disjoint_windows(synthetic_data, tmp_path):

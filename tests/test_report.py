@@ -47,6 +47,9 @@ PAGE_CHECK = """
                              duration: a.duration, error: a.error ? a.error.code : null})),
     images: images.map((i, k) => ({alt: i.alt, width: i.naturalWidth, decoded: settled ? settled[1][k] : false})),
     faces_moving: faces.map((f, i) => getComputedStyle(f).backgroundPositionX !== before[i]),
+    page_width: document.documentElement.scrollWidth, window_width: window.innerWidth,
+    per_clip_box: (b => ({scroll: b.scrollWidth, client: b.clientWidth}))(
+      document.querySelector("details[open] table").parentElement),
   };
 })()
 """
@@ -140,7 +143,10 @@ def open_in_chromium(page, screenshot):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium); "
                                               ".ci/run installs it")
 def test_page_plays_every_clip_and_shows_every_image_in_chromium(evaluated_run, tmp_path):
+    """Also: in a 1300 px window the page does not scroll sideways, though the per-clip table of GRID data
+    (recognised words per system) is wider than that; the table scrolls inside its box."""
     run_dir, eval_dir = evaluated_run
+    eval_dir = _with_word_columns(eval_dir, str(tmp_path / "eval"))
     page = report.build_report(run_dir, [eval_dir], out=str(tmp_path / "report.html"))
     screenshot = str(tmp_path / "report.png")
     checked, errors, requests = open_in_chromium(page, screenshot)
@@ -156,6 +162,22 @@ def test_page_plays_every_clip_and_shows_every_image_in_chromium(evaluated_run, 
         assert image["decoded"] and image["width"] > 0, image
     assert checked["faces_moving"] == [True] * clips
     assert os.path.getsize(screenshot) > 10000
+    assert checked["page_width"] <= checked["window_width"] == 1300, checked
+    assert checked["per_clip_box"]["scroll"] > checked["per_clip_box"]["client"], checked
+
+
+def _with_word_columns(eval_dir, out):
+    """A copy of ``eval_dir`` whose scores.csv has the recognised words of each system, as on GRID data."""
+    shutil.copytree(eval_dir, out)
+    with open(os.path.join(out, "scores.csv")) as f:
+        rows = list(csv.DictReader(f))
+    words = {"%s_words" % system: "bin blue at f two now" for system in evaluate.WORD_SYSTEMS}
+    with open(os.path.join(out, "scores.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + list(words))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(dict(row, **words))
+    return out
 
 
 def test_score_tables_take_new_columns_and_keep_the_paper_apart(evaluated_run, tmp_path):

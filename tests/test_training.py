@@ -126,6 +126,32 @@ def test_resume_without_flags_keeps_the_first_runs_hparams(synthetic_data, tmp_p
     assert (saved.tacotron_batch_size, saved.decoder_lstm_units) == (4, 64)
 
 
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_pin_its_hparams(synthetic_data, tmp_path,
+                                                                                    capsys, caplog):
+    """The first start dies on its data after writing hparams.json; the next one trains with what it asks for,
+    and once a checkpoint exists a different ask is refused as before."""
+    broken, run_dir = str(tmp_path / "broken"), str(tmp_path / "run")
+    shutil.copytree(synthetic_data, broken)
+    for clip in dataset.ClipIndex(broken, "train", hparams.resolve("synthetic")).clips:
+        spec = np.load(os.path.join(clip.path, "mels.npz"))["spec"]
+        np.savez(os.path.join(clip.path, "mels.npz"), spec=np.full_like(spec, np.nan))
+    common = ["--run-dir", run_dir, "--steps", "1", "--workers", "1"]
+    code, err = run(["--data", broken, "--hparams", "tacotron_batch_size=8"] + common, capsys)
+    assert code == 2 and "corrupt" in err, err
+    assert hparams.load(os.path.join(run_dir, "hparams.json")).tacotron_batch_size == 8
+    assert not [n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.endswith(".index")]
+    code, err = run(["--data", synthetic_data, "--hparams", "tacotron_batch_size=2"] + common, capsys)
+    assert code == 0, err
+    assert "no checkpoint yet: the hyperparameters asked for replace its hparams.json (tacotron_batch_size)" in \
+        caplog.text
+    with open(os.path.join(run_dir, "run_summary.json")) as f:
+        assert json.load(f)["batch_size"] == 2
+    assert hparams.load(os.path.join(run_dir, "hparams.json")).tacotron_batch_size == 2
+    code, err = run(["--data", synthetic_data, "--hparams", "tacotron_batch_size=8", "--run-dir", run_dir,
+                     "--steps", "2"], capsys)
+    assert code == 2 and "was trained with other hyperparameters (tacotron_batch_size)" in err
+
+
 def _wait_for_logged_step(run_dir, proc, step, timeout):
     deadline = time.time() + timeout
     path = os.path.join(run_dir, "train_log.jsonl")

@@ -70,6 +70,23 @@ def save_wav(wav, path, sample_rate):
         sf.write(tmp, wav, int(sample_rate), subtype="PCM_16", format="WAV")
 
 
+def save_speech(wav, mel, path, hp):
+    """Write vocoded speech at the level its mel [num_mels, frames] describes, lowered only to keep the peak
+    within full scale, so nothing is clipped.
+
+    Griffin-Lim of magnitudes raised to hp.power is louder than the speech the mel came from (true mels:
+    5-7 dB in RMS, peaks 2-3). The mel's own level is the one rule that serves the model, the baseline and
+    the ceiling alike, needs no reference clip (synthesize has none), keeps a quiet prediction quiet, and
+    puts the ceiling at the level of the clip's audio as training saw it (peak hp.rescaling_max); scores are
+    taken before this, on the vocoder's output.
+    """
+    wav = np.asarray(wav, dtype=np.float64)
+    produced = np.mean(np.square(_mel_amplitude_of(wav, hp)))
+    gain = np.sqrt(np.mean(np.square(_mel_amplitude(mel, hp))) / produced) if produced > 0 else 1.0
+    peak = np.abs(wav).max() * gain if wav.size else 0.0
+    save_wav(wav * (gain / peak if peak > 1.0 else gain), path, hp.sample_rate)
+
+
 def preemphasis(wav, k, preemphasize=True):
     if preemphasize:
         return signal.lfilter([1, -k], [1], wav)
@@ -89,9 +106,17 @@ def num_frames(num_samples, hp):
 
 def melspectrogram(wav, hp):
     """Normalised mel spectrogram, float32 [num_mels, 1 + len(wav) // hop_size]."""
-    spec = _stft(preemphasis(wav, hp.preemphasis, hp.preemphasize), hp)
-    db = _amp_to_db(_linear_to_mel(np.abs(spec), hp), hp) - hp.ref_level_db
+    db = _amp_to_db(_mel_amplitude_of(wav, hp), hp) - hp.ref_level_db
     return _normalize(db, hp).astype(np.float32)
+
+
+def _mel_amplitude_of(wav, hp):
+    return _linear_to_mel(np.abs(_stft(preemphasis(wav, hp.preemphasis, hp.preemphasize), hp)), hp)
+
+
+def _mel_amplitude(mel, hp):
+    """Mel magnitudes of a normalised mel: the inverse of melspectrogram's last steps."""
+    return _db_to_amp(_denormalize(np.asarray(mel, dtype=np.float64), hp) + hp.ref_level_db)
 
 
 def inv_mel_spectrogram(mel, hp, seed=0):
@@ -99,8 +124,7 @@ def inv_mel_spectrogram(mel, hp, seed=0):
 
     The random initial phase comes from ``seed`` so synthesis is reproducible.
     """
-    db = _denormalize(np.asarray(mel, dtype=np.float64), hp)
-    linear = _mel_to_linear(_db_to_amp(db + hp.ref_level_db), hp)
+    linear = _mel_to_linear(_mel_amplitude(mel, hp), hp)
     wav = _griffin_lim(linear ** hp.power, hp, np.random.RandomState(seed))
     return inv_preemphasis(wav, hp.preemphasis, hp.preemphasize).astype(np.float32)
 

@@ -18,6 +18,7 @@ import sys
 
 from common import cli
 from common import atomic
+from common import progress
 from common.data.dataset import SPLITS
 from common.prep import video
 from common.errors import Lip2WavError
@@ -207,8 +208,7 @@ def run(speaker, data_root, split=None, url_template=None, cut_seconds=CUT_SECON
     summary = collections.OrderedDict([("speaker", speaker), ("videos", len(ids)), ("downloaded", 0),
                                        ("existing", 0), ("cut", 0), ("pieces", 0),
                                        ("failed", collections.OrderedDict())])
-    from tqdm import tqdm
-    for vid in tqdm(ids, desc="download %s" % speaker, unit="video", disable=None):
+    for vid in progress.bar(ids, desc="download %s" % speaker, unit="video"):
         try:
             state = download_video(vid, videos_dir, url_template)
             summary["downloaded" if state == "downloaded" else "existing"] += 1

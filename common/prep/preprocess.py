@@ -24,6 +24,7 @@ import numpy as np
 
 from common import atomic
 from common import cli
+from common import progress
 from common.data import audio
 from common.data import crops
 from common.data import dataset
@@ -302,7 +303,6 @@ def _work(task):
 
 def run(clips, data_dir, hp, opts=None, workers=2):
     """Preprocess ``clips`` [(clip id, video path)] into ``data_dir/preprocessed``; returns the report dict."""
-    from tqdm import tqdm
     opts = opts or default_options(hp)
     faces.make_detector(opts.detector)
     if not clips:
@@ -327,7 +327,7 @@ def run(clips, data_dir, hp, opts=None, workers=2):
         else:
             tasks.append((clip_id, path, out, hp.to_dict(), opts))
     start = time.time()
-    bar = tqdm(total=len(tasks), desc="preprocess", unit="clip", disable=None)
+    bar = progress.bar(total=len(tasks), desc="preprocess", unit="clip")
     try:
         if workers > 1 and len(tasks) > 1:
             # spawn, not fork: a child forked after OpenCV started its thread pool can deadlock in cv2.
@@ -489,7 +489,6 @@ def sync_report(data_dir, hp, splits=("train", "val", "test")):
     Offsets come from the last preprocessing report; clips it does not cover (the embedded
     speakers, older runs) are measured now.
     """
-    from tqdm import tqdm
     from common import plotting
     from common.data import dataset
     from common.prep import sync
@@ -505,7 +504,7 @@ def sync_report(data_dir, hp, splits=("train", "val", "test")):
         except dataset.DatasetError:
             continue
     offsets, unsure = [], 0
-    for clip_id, folder in tqdm(sorted(clips.items()), desc="sync", unit="clip", disable=None):
+    for clip_id, folder in progress.bar(sorted(clips.items()), desc="sync", unit="clip"):
         record = recorded.get(clip_id) or sync.as_record(sync.estimate_folder(folder, hp))
         offset = record.get("residual", record["offset"])
         if offset is None:

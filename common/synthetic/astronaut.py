@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 from scipy import signal
 from scipy.ndimage import gaussian_filter1d
-from tqdm import tqdm
 
 from common import atomic
+from common import progress
 from common.data import audio
 from common.data import crops
 from common.data import timing
@@ -313,7 +313,7 @@ def write_speaker(data_dir, num_clips, write, description):
     if not os.path.isdir(root):
         os.makedirs(root)
     ids = ["clip%03d" % i for i in range(num_clips)]
-    for i, clip_id in enumerate(tqdm(ids, desc=description, unit="clip", disable=None)):
+    for i, clip_id in enumerate(progress.bar(ids, desc=description, unit="clip")):
         final = os.path.join(root, clip_id)
         if not os.path.isdir(final):
             with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:

@@ -23,7 +23,6 @@ import threading
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from common import cli
 from common import atomic
@@ -31,6 +30,7 @@ from common import devices
 from common.config import hparams as hparams_lib
 from common.model import network as model_lib
 from common import plotting
+from common import progress as progress_lib
 from common.data.dataset import BatchSource, DEFAULT_MAX_BAD_SHARE
 from common.tf_compat import tf
 from common.errors import Lip2WavError
@@ -142,18 +142,23 @@ def latest_checkpoint(run_dir):
 
 
 def resolve_run_hparams(args):
-    """New run: resolve and save. Existing run: restore, and refuse conflicting flags."""
+    """New run: resolve and save. Existing run: restore, and refuse conflicting flags once a checkpoint holds
+    weights trained with the saved set; before that (an earlier start failed early) the flags replace it."""
     saved = os.path.join(args.run_dir, rundir.HPARAMS)
     requested = hparams_lib.resolve(args.preset or "synthetic", args.hparams_json, args.hparams)
     if not os.path.exists(saved):
         return requested
     restored = hparams_lib.load(saved)
     asked = args.preset or args.hparams or args.hparams_json
-    if asked and restored != requested and latest_checkpoint(args.run_dir):
-        differing = sorted(k for k, v in requested.to_dict().items() if restored.to_dict()[k] != v)
+    if not asked or restored == requested:
+        return restored
+    differing = sorted(k for k, v in requested.to_dict().items() if restored.to_dict()[k] != v)
+    if latest_checkpoint(args.run_dir):
         raise TrainingError("%s was trained with other hyperparameters (%s); resume without --preset/--hparams "
                             "or choose a new --run-dir" % (args.run_dir, ", ".join(differing)))
-    return restored
+    LOG.warning("%s has no checkpoint yet: the hyperparameters asked for replace its %s (%s)", args.run_dir,
+                rundir.HPARAMS, ", ".join(differing))
+    return requested
 
 
 def optimizer_wrapper(backend, options, distribution):
@@ -343,8 +348,8 @@ def _train(backend, args, stop):
         _broadcast_initial_state(graph, sess, start_step)
         step = int(sess.run(graph.global_step))
         graph.feeder.start(sess)
-        progress = tqdm(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
-                        dynamic_ncols=True, disable=None if chief else True)
+        progress = progress_lib.bar(total=args.steps, initial=step, desc="%s train" % backend.name, unit="step",
+                                    disable=not chief)
         try:
             while step < args.steps and stop.signum is None:
                 step = _train_step(graph, sess, run, writer, progress, step)

@@ -22,13 +22,13 @@ import sys
 import warnings
 
 import numpy as np
-from tqdm import tqdm
 
 from common import cli
 from common.data import align
 from common.data import audio
 from common.data import dataset
 from common import atomic
+from common import progress
 from export import graph
 from export.apps import synthesize as synth_lib
 from export.scoring import words as words_lib
@@ -39,12 +39,15 @@ LOG = logging.getLogger(__name__)
 
 METRICS = ("pesq", "stoi", "estoi")
 SCORING_RATE = 16000
-# Chess test set, Griffin-Lim vocoder; source: /work/shared/reference/README.md, "Headline figures".
+# Chess test set, Griffin-Lim vocoder, 16 kHz, PESQ narrow-band; cited by REFERENCE_SOURCE.
 REFERENCE_SCORES = collections.OrderedDict([
     ("paper (chess)", {"pesq": 1.400, "stoi": 0.418, "estoi": 0.290}),
     ("public checkpoint 324k (chess)", {"pesq": 1.387, "stoi": 0.350, "estoi": 0.240}),
     ("NPU port 360k (chess)", {"pesq": 1.385, "stoi": 0.409, "estoi": 0.285}),
 ])
+REFERENCE_SOURCE = ('paper: Prajwal et al., "Learning Individual Speaking Styles for Accurate Lip to Speech '
+                    'Synthesis", CVPR 2020 (arXiv:2005.08209); checkpoint rows: the README of the Ascend port, '
+                    'github.com/Ascend-Huawei/Lip2Wav')
 # GRID, a commercial recognizer; source: the Lip2Wav paper (Prajwal et al., CVPR 2020), GRID table, as quoted
 # in issue 15. Another data set and another recognizer than ours: shown apart, never compared row to row.
 GRID_REFERENCE_SCORES = collections.OrderedDict([
@@ -153,15 +156,15 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
         raise EvaluationError("cannot write to %s (%s); pass a writable --out" % (out_dir, exc.strerror or exc))
     rows = []
     with synth_lib.Synthesizer(checkpoint_path, target, batch_size, predictor) as synth:
-        for clip in tqdm(index.clips, desc="evaluate %s" % split, unit="clip", disable=None):
+        for clip in progress.bar(index.clips, desc="evaluate %s" % split, unit="clip"):
             result = synth.synthesize_clip(clip, progress=False)
             if result.target_wav is None:
                 raise EvaluationError("clip %s has no %s; evaluate needs the real audio of every clip"
                                       % (clip.id, dataset.AUDIO))
-            baseline_wav = synth_lib.vocode(np.tile(baseline_mel, (len(result.mel), 1)), hp, len(result.wav))
-            systems = [("model", result.wav), ("baseline", baseline_wav)]
+            mels = {"baseline": np.tile(baseline_mel, (len(result.mel), 1)), "ceiling": result.target_mel}
+            systems = [("model", result.wav), ("baseline", synth_lib.vocode(mels["baseline"], hp, len(result.wav)))]
             if ceiling:
-                systems.append(("ceiling", synth_lib.vocode(result.target_mel, hp, len(result.wav))))
+                systems.append(("ceiling", synth_lib.vocode(mels["ceiling"], hp, len(result.wav))))
             row = collections.OrderedDict([("clip", clip.id), ("seconds", len(result.wav) / float(hp.sample_rate))])
             for system, wav in systems:
                 for metric, value in score(result.target_wav, wav, hp.sample_rate).items():
@@ -176,7 +179,8 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
                 name = clip.id.replace("/", "__")
                 synth_lib.write_outputs(result, os.path.join(out_dir, "wavs", name + ".wav"), hp)
                 for system, wav in systems[1:]:
-                    audio.save_wav(wav, os.path.join(out_dir, "wavs", "%s.%s.wav" % (name, system)), hp.sample_rate)
+                    path = os.path.join(out_dir, "wavs", "%s.%s.wav" % (name, system))
+                    audio.save_speech(wav, mels[system].T, path, hp)
             if plot:
                 from common import plotting
                 plotting.plot_mels(os.path.join(out_dir, "plots", clip.id.replace("/", "__") + ".png"),
@@ -193,7 +197,7 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     if ceiling:
         summary["ceiling_definition"] = CEILING_DEFINITION
     summary["reference"] = REFERENCE_SCORES
-    summary["reference_source"] = "/work/shared/reference/README.md (chess test set, Griffin-Lim)"
+    summary["reference_source"] = REFERENCE_SOURCE
     if transcripts:
         summary.update(word_summary(rows, transcripts))
     if align_ms > 0:
@@ -288,6 +292,8 @@ def format_table(summary):
     lines += ["", "reference: the chess speaker's test set, another data set (not comparable with the rows above)"]
     for name, values in summary["reference"].items():
         lines.append(row % (name, values["pesq"], values["stoi"], values["estoi"]))
+    if summary["reference"]:
+        lines.append("source: " + summary["reference_source"])
     return "\n".join(lines)
 
 

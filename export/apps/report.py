@@ -25,11 +25,11 @@ import re
 import sys
 
 import numpy as np
-from tqdm import tqdm
 
 from common import atomic
 from common import cli
 from common import plotting
+from common import progress
 from common.config import hparams as hparams_lib
 from common.data import audio
 from common.data import dataset
@@ -304,7 +304,7 @@ def evaluation_section(eval_dir, hp, max_clips):
         "hidden_clips": max(0, len(rows) - max_clips),
     }
     data_dir = summary.get("data")
-    for row in tqdm(rows[:max_clips], desc="report clips", unit="clip", disable=None):
+    for row in progress.bar(rows[:max_clips], desc="report clips", unit="clip"):
         section["clips"].append(clip_section(eval_dir, data_dir, row, columns, hp, summary))
     return section
 

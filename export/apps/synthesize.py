@@ -18,7 +18,6 @@ import sys
 import tempfile
 
 import numpy as np
-from tqdm import tqdm
 
 from common import cli
 from common import atomic
@@ -29,6 +28,7 @@ from common.data import timing
 from common.data import windows
 from common.prep import video
 from common import plotting
+from common import progress as progress_lib
 from export import graph
 from common.errors import Lip2WavError
 
@@ -149,8 +149,8 @@ class Synthesizer(object):
         hp = self.hp
         faces, mel_starts = dataset.windows_for_clip(clip, hp)
         mels = []
-        with tqdm(total=len(faces), desc="synthesize %s" % clip.id, unit="window", leave=False,
-                  disable=None if progress else True) as bar:
+        with progress_lib.bar(total=len(faces), desc="synthesize %s" % clip.id, unit="window", leave=False,
+                              disable=not progress) as bar:
             for start in range(0, len(faces), self.batch_size):
                 mels.append(self.predictor.predict(faces[start:start + self.batch_size]))
                 bar.update(len(mels[-1]))
@@ -202,11 +202,12 @@ def check_writable(path):
 
 
 def write_outputs(result, out_wav, hp, plot=False, mux_source=None):
-    """Write result.wav to ``out_wav`` (and .png mel plot, .mp4 with the speech muxed in); all atomic."""
+    """Write result.wav to ``out_wav`` at its mel's level (and .png mel plot, .mp4 with the speech muxed in);
+    all atomic."""
     stem = os.path.splitext(out_wav)[0]
     written = [out_wav]
     try:
-        audio.save_wav(result.wav, out_wav, hp.sample_rate)
+        audio.save_speech(result.wav, result.mel.T, out_wav, hp)
         if plot:
             plotting.plot_mels(stem + ".png", result.mel, result.target_mel, title=result.name)
             written.append(stem + ".png")
@@ -254,7 +255,7 @@ def synthesize(checkpoint, input_path, out, target="gpu", batch_size=graph.DEFAU
     work_dir = tempfile.mkdtemp(prefix="lip2wav-synthesize-")
     try:
         with Synthesizer(checkpoint, target, batch_size) as synth:
-            for name, path, out_wav in tqdm(targets, desc="synthesize", unit="input", disable=True if single else None):
+            for name, path, out_wav in progress_lib.bar(targets, desc="synthesize", unit="input", disable=single):
                 try:
                     result = synth.synthesize_path(path, work_dir)
                     written += write_outputs(result, out_wav, synth.hp, plot, path if mux_video else None)
