@@ -34,8 +34,10 @@ from common import atomic
 from common import devices
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
+from common.training import checkpoints
 from common.training import distribute
 from common.training import loop as training
+from common.training import rundir
 from common.data import timing
 from common.data.dataset import BatchSource
 from common.errors import Lip2WavError
@@ -342,15 +344,16 @@ INFERENCE_BATCHES = (1, SYNTHESIZER_BATCH)
 
 def fresh_checkpoint(run_dir, hp):
     """A run directory with hparams.json and an initialised (untrained) checkpoint: speed needs no training."""
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    hp.save(os.path.join(run_dir, "hparams.json"))
+    checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINTS)
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    hp.save(os.path.join(run_dir, rundir.HPARAMS))
     with tf.Graph().as_default():
         tf.set_random_seed(hp.tacotron_random_seed)
         build_inference_graph(hp, "npu", 1)
         tf.train.get_or_create_global_step()
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
-            tf.train.Saver().save(sess, os.path.join(run_dir, "checkpoints", training.CHECKPOINT_NAME), global_step=0)
+            tf.train.Saver().save(sess, os.path.join(checkpoint_dir, checkpoints.CHECKPOINT_NAME), global_step=0)
     return run_dir
 
 
