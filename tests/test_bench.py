@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from tensorflow.python.util import _pywrap_util_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -22,3 +24,12 @@ def test_inference_bench_times_both_paths_of_both_targets(tmp_path):
         (target, batch, path) for target in ("gpu", "npu") for batch in (1, 8) for path in ("checkpoint", "frozen"))
     assert all(r["windows_per_second"] > 0 for r in rows)
     assert "windows/s" in result.stdout
+    assert_names_the_kernels(result.stdout, str(out))
+
+
+def assert_names_the_kernels(stdout, out):
+    """The bench says which kernels ran: TensorFlow's own answer in a process with this environment."""
+    expected = "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"
+    assert "TensorFlow CPU kernels: %s on " % expected in stdout
+    with open(out) as f:
+        assert json.load(f)["kernels"]["kernels"] == expected
