@@ -98,7 +98,8 @@ def build_gpu(c: Context, base_image: str = "", requirements: str = "", wheelhou
     "target": "device stack: npu (Ascend, npu_training) or gpu (NVIDIA, gpu_training)",
     "data": "preprocessed dataset folder (e.g. made by `python -m common.synthetic --out DIR`)",
     "run-dir": "checkpoints and logs; resumes when it holds a checkpoint (default: runs/<target>)",
-    "preset": "hyperparameter preset (common/config/hparams.py)",
+    "preset": "hyperparameter preset (common/config/hparams.py; default: the trainer's, synthetic, or on resume "
+              "the run's own)",
     "hparams": "hyperparameter overrides, k=v,k=v",
     "steps": "training steps (0: the trainer's default)",
     "checkpoint-every": "steps between checkpoints (0: the trainer's default)",
@@ -110,7 +111,7 @@ def build_gpu(c: Context, base_image: str = "", requirements: str = "", wheelhou
     "local": "run the tree on this host (`python -m <target>_training.train`) instead of in a container",
     "image": "image to run (default: lip2wav-<target>)",
 })
-def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", preset: str = "synthetic",
+def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", preset: str = "",
           hparams: str = "", steps: int = 0, checkpoint_every: int = 0, devices: str = "0",
           emulate: bool = False, local: bool = False, image: str = "", hosts: str = "", rank_table: str = "",
           server_id: str = "") -> None:

@@ -20,6 +20,9 @@ def run(body, level=logging.INFO):
     ``exit_code`` (2 unless the error sets one, e.g. 143 for training stopped by SIGTERM)."""
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     quiet_warnings()
+    tf_compat = sys.modules.get("common.tf_compat")  # imported before logging was set up: say its kernels now
+    if tf_compat is not None:
+        tf_compat.log_kernels()
     try:
         code = body()
     except Lip2WavError as error:

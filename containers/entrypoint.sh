@@ -12,16 +12,20 @@ usage: docker run [DOCKER OPTIONS] lip2wav-${target:-TARGET} COMMAND [ARGS...]
 Lip2Wav ${target:-?} image. Commands:
   train       python -m ${target:-TARGET}_training.train ARGS (one process per device in LIP2WAV_DEVICES);
               flags: --data DIR --preset NAME --hparams k=v,... --run-dir DIR --steps N --checkpoint-every N
-  synthesize  python -m export.synthesize ARGS
-  evaluate    python -m export.evaluate ARGS
   export      python -m export.freeze ARGS (freeze a checkpoint with this image's TensorFlow)
   atc         python -m export.atc ARGS (frozen graph -> Ascend .om, where atc is installed)
   help        print this message
 
 Environment: LIP2WAV_DEVICES=0,1 (device ids, default 0), LIP2WAV_EMULATE=1 (run on the CPU, no device).
 Prefer 'invoke train --target ${target:-TARGET}' on the host: it mounts data, run dir and devices for you.
+Speech from video and scores run on a workstation with the run directory this image wrote:
+  $WORKSTATION_ONLY
 USAGE
 }
+
+# synthesize and evaluate need a video reader, a face detector and PESQ, which has no wheel for the images'
+# Python 3.7 (it needs a compiler): the images train, freeze and compile; the workstation does the rest.
+WORKSTATION_ONLY="invoke synthesize --checkpoint RUN_DIR --video clip.mp4 / invoke evaluate --checkpoint RUN_DIR --data DIR"
 
 # Vendor scripts read unset variables and may return non-zero; source them without -eu.
 source_if_present() {
@@ -74,16 +78,21 @@ case "$command" in
         fi
         exec python3 -m containers.launch train "$@"
         ;;
-    synthesize|evaluate|atc)
+    atc)
         shift
-        exec python3 -m "export.$command" "$@"
+        exec python3 -m export.atc "$@"
+        ;;
+    synthesize|evaluate)
+        echo "error: $command does not run in this image (no video reader, face detector or PESQ): run" \
+            "'invoke $command --checkpoint RUN_DIR ...' on a workstation with the run directory this image wrote" >&2
+        exit 2
         ;;
     export)
         shift
         exec python3 -m export.freeze "$@"
         ;;
     *)
-        echo "error: unknown command '$command': use train, synthesize, evaluate, export, atc or help" >&2
+        echo "error: unknown command '$command': use train, export, atc or help" >&2
         usage >&2
         exit 2
         ;;

@@ -59,9 +59,15 @@ def train_module(target):
         raise LaunchError(str(exc))
 
 
-def train_args(data, run_dir, preset, hparams, steps, checkpoint_every):
-    """The trainer's flags (the same for gpu_training.train and npu_training.train)."""
-    args = ["--data", str(data), "--preset", preset, "--run-dir", str(run_dir)]
+def train_args(data, run_dir, preset="", hparams="", steps=None, checkpoint_every=None):
+    """The trainer's flags (the same for gpu_training.train and npu_training.train).
+
+    Only the flags given are sent: a resumed run keeps its saved hyperparameters, and the trainer refuses a
+    --preset or --hparams on resume that differs from them, so an unasked default must never be sent.
+    """
+    args = ["--data", str(data), "--run-dir", str(run_dir)]
+    if preset:
+        args += ["--preset", preset]
     if hparams:
         args += ["--hparams", hparams]
     if steps is not None:

@@ -4,8 +4,10 @@ The vendor bases cannot be pulled here, so both images are built FROM the local 
 (containers/standin/base.py: Debian bookworm + TensorFlow 2.15 CPU). Engine tests skip when no engine answers;
 .ci/run starts one. On vfs engines every layer and container is a full copy: expect minutes, not seconds.
 """
+import ast
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +60,99 @@ def test_build_context_holds_only_image_code():
     assert tops <= {"common", "gpu_training", "npu_training", "export", "containers"}, tops
     assert "containers/entrypoint.sh" in files and "containers/launch.py" in files
     assert not any(f.endswith(".pyc") or f.startswith("containers/standin") for f in files)
+
+
+ENTRYPOINT = ROOT / "containers" / "entrypoint.sh"
+IMAGE_REQUIREMENTS = ROOT / "containers" / "requirements-image.txt"
+REPO_PACKAGES = ("common", "gpu_training", "npu_training", "export", "containers")
+# What the vendor base images bring (TensorFlow 1.15 with protobuf and numpy; the TF Adapter on Ascend;
+# Horovod in NGC's), and what only the host runs (containers.launch's docker_run_kwargs, for tasks.py).
+BASE_IMAGE_MODULES = {"tensorflow", "google", "numpy", "npu_bridge", "horovod"}
+HOST_ONLY_MODULES = {"docker"}
+IMPORT_NAMES = {"opencv-python-headless": "cv2", "scikit-learn": "sklearn"}
+
+
+def entrypoint_commands():
+    """{command: [python modules it runs]} from the entrypoint's case branches (`exec python3 -m MODULE`);
+    train also runs each tree's training module (containers.launch starts it as a process)."""
+    commands, labels = {}, None
+    for line in ENTRYPOINT.read_text().splitlines():
+        branch = re.match(r"^    ([a-z|-]+)\)$", line)
+        if branch:
+            labels = branch.group(1).split("|")
+        started = re.search(r"exec python3 -m (\S+)", line)
+        if started and labels:
+            for label in labels:
+                commands[label] = [started.group(1).strip('"').replace("$command", label)]
+    commands["train"] += [launch.train_module(target) for target in launch.TARGETS]
+    return commands
+
+
+def image_modules():
+    """Top-level modules the image carries beyond the standard library and the base image."""
+    pins = [line.split("==")[0].strip() for line in IMAGE_REQUIREMENTS.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    return {IMPORT_NAMES.get(pin, pin.replace("-", "_")) for pin in pins}
+
+
+def third_party_imports(module):
+    """{top-level module: "file:line" of its first import} of every import, at any depth (lazy ones too),
+    reachable from ``module`` through the repository's own modules."""
+    found, seen, todo = {}, set(), [module]
+    while todo:
+        name = todo.pop()
+        path = ROOT / name.replace(".", "/")
+        source = next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
+        if name in seen or source is None:
+            continue
+        seen.add(name)
+        package = name.split(".") if source.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+                names = [base] + ["%s.%s" % (base, alias.name) for alias in node.names]
+            else:
+                continue
+            for imported in names:
+                top = imported.split(".")[0]
+                if top in REPO_PACKAGES:
+                    todo.append(imported)
+                else:
+                    found.setdefault(top, "%s:%d" % (source.relative_to(ROOT), node.lineno))
+    return found
+
+
+def test_every_image_command_imports_only_what_the_image_carries():
+    carried = set(sys.stdlib_module_names) | BASE_IMAGE_MODULES | HOST_ONLY_MODULES | image_modules()
+    commands = entrypoint_commands()
+    assert {"train", "export", "atc"} <= set(commands), commands
+    missing = ["%s: %s (%s)" % (command, top, where) for command, modules in sorted(commands.items())
+               for module in modules for top, where in sorted(third_party_imports(module).items())
+               if top not in carried]
+    assert not missing, "image commands import what containers/requirements-image.txt lacks:\n" + "\n".join(missing)
+
+
+def test_the_import_walk_sees_what_synthesize_and_evaluate_need():
+    assert {"imageio_ffmpeg", "dlib"} <= set(third_party_imports("export.apps.synthesize"))
+    assert {"pesq", "pystoi"} <= set(third_party_imports("export.apps.evaluate"))
+
+
+@pytest.mark.parametrize("command", ["synthesize", "evaluate"])
+def test_the_images_send_synthesis_and_scoring_to_a_workstation(tmp_path, command):
+    env = dict(os.environ, LIP2WAV_TARGET="npu", HOME=str(tmp_path))
+    result = subprocess.run(["sh", str(ENTRYPOINT), command, "--checkpoint", "/workspace/run"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: %s does not run in this image (no video reader, face detector or PESQ): run 'invoke %s "
+        "--checkpoint RUN_DIR ...' on a workstation with the run directory this image wrote" % (command, command)]
+    usage = subprocess.run(["sh", str(ENTRYPOINT), "help"], env=env, capture_output=True, text=True, timeout=60)
+    assert "invoke %s --checkpoint RUN_DIR" % command in usage.stdout
+    assert not re.search(r"^  %s " % command, usage.stdout, re.M)
 
 
 def test_train_errors_name_the_fix(tmp_path):

@@ -13,7 +13,7 @@ from common.data.timing import mel_start
 
 # T=6 frames at 30 fps = 0.2 s = 16 mel frames at 80 per second.
 HP = hparams.resolve("synthetic", overrides={"img_size": 16, "T": 6, "mel_step_size": 16, "overlap": 2,
-                                             "num_mels": 8, "speaker_embedding_dim": 4})
+                                             "mel_overlap": 4, "num_mels": 8, "speaker_embedding_dim": 4})
 
 
 def make_clip(root, clip_id, num_frames, mel_frames=None, size=16, missing=(), mels=True, audio=True, base=0):

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -61,6 +62,32 @@ def test_preset_window_lengths_agree_with_the_frame_rates():
         assert hp.mel_step_size % hp.outputs_per_step == 0, name
 
 
+@pytest.mark.parametrize("preset, overrides, message", [
+    # 30 frames at 30 fps = 1 s = 80 mel frames at 16000 / 200 per second, against 240 (3 s).
+    ("default", "T=30", "T=30 frames at fps=30 last 1.00 s = 80.0 mel frames, mel_step_size=240 lasts 3.00 s; "
+                        "set mel_step_size=80 or T=90"),
+    # 30 frames at 25 fps = 1.2 s = 96 mel frames.
+    ("dl", "T=30", "T=30 frames at fps=25 last 1.20 s = 96.0 mel frames"),
+    # 82 is 2 frames (one decoder step of outputs_per_step=2) off the 80 that T=30 lasts.
+    ("default", "T=30,mel_step_size=82", "set mel_step_size=80 or T=30.75"),
+    # overlap=15 frames at 30 fps = 0.5 s = 40 mel frames; at 25 fps (dl) = 0.6 s = 48.
+    ("default", "mel_overlap=41", "mel_overlap=41 crossfades more than the overlap=15 frames of consecutive "
+                                  "windows last (40.0 mel frames); set mel_overlap to at most 40"),
+    ("dl", "mel_overlap=49", "(48.0 mel frames); set mel_overlap to at most 48"),
+])
+def test_a_window_s_face_and_mel_must_cover_the_same_time(preset, overrides, message):
+    with pytest.raises(hparams.HParamsError, match=re.escape(message)):
+        hparams.resolve(preset, overrides=overrides)
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("default", "T=30,mel_step_size=80"), ("dl", "T=30,mel_step_size=96"), ("default", "mel_overlap=40"),
+    ("dl", "mel_overlap=48"), ("synthetic", "overlap=5,mel_overlap=13"), ("default", "T=45,mel_step_size=120"),
+])
+def test_windows_of_equal_time_are_accepted(preset, overrides):
+    hparams.resolve(preset, overrides=overrides)
+
+
 def test_overrides_parse_lists_and_types():
     hp = hparams.resolve("chess", overrides="decoder_lstm_units=256,img_size=48,prenet_layers=[64,32]")
     assert hp.decoder_lstm_units == 256 and hp.img_size == 48 and hp.prenet_layers == [64, 32]
@@ -88,7 +115,7 @@ def test_unknown_preset_lists_the_valid_ones():
 
 def test_json_then_overrides_order_and_save_restore(tmp_path):
     extra = tmp_path / "extra.json"
-    extra.write_text(json.dumps({"img_size": 64, "fps": 25}))
+    extra.write_text(json.dumps({"img_size": 64, "fps": 25, "T": 25}))
     hp = hparams.resolve("synthetic", str(extra), "img_size=40")
     assert (hp.img_size, hp.fps) == (40, 25)
     hp.save(str(tmp_path / "hparams.json"))

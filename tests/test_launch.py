@@ -61,7 +61,7 @@ def test_npu_process_envs_one_per_device():
 
 def test_gpu_uses_horovodrun_for_several_devices():
     args = launch.train_args("/d", "/r", "synthetic", "", 2, None)
-    assert args == ["--data", "/d", "--preset", "synthetic", "--run-dir", "/r", "--steps", "2"]
+    assert args == ["--data", "/d", "--run-dir", "/r", "--preset", "synthetic", "--steps", "2"]
     assert launch.train_command("gpu", [0], args) == ["python3", "-m", "gpu_training.train"] + args
     assert launch.train_command("gpu", [0, 1], args)[:5] == ["horovodrun", "-np", "2", "-H", "localhost:2"]
     assert launch.train_command("npu", [0, 1], args) == ["python3", "-m", "npu_training.train"] + args

@@ -60,12 +60,12 @@ def test_frame_sample_and_mel_arithmetic_agree(preset):
 
 
 def test_window_starts_cover_the_clip_and_a_non_positive_stride_is_refused():
-    hp = hparams.resolve("synthetic", overrides={"T": 6, "overlap": 2})
+    hp = hparams.resolve("synthetic", overrides={"T": 6, "mel_step_size": 16, "overlap": 2, "mel_overlap": 4})
     assert windows.window_starts(15, hp) == [0, 4, 8, 12]
     assert windows.window_starts(3, hp) == [0]
     assert windows.window_shape(hp) == (6, hp.img_size, hp.img_size, 3)
     with pytest.raises(hparams.HParamsError, match="overlap must be smaller than T"):
-        hparams.resolve("synthetic", overrides={"T": 6, "overlap": 6})
+        hparams.resolve("synthetic", overrides={"T": 6, "mel_step_size": 16, "overlap": 6})
 
 
 def test_building_folder_appears_whole_or_not_at_all(tmp_path):

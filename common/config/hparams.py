@@ -168,7 +168,32 @@ SYNTHETIC_OVERRIDES = {
 }
 
 
-# Limits that involve two keys: (holds(values), what is wrong and the fix).
+def mel_frames(video_frames, sample_rate, hop_size, fps):
+    """Mel frames that ``video_frames`` video frames last (not rounded; arrays work too)."""
+    return video_frames * sample_rate / (hop_size * fps)
+
+
+def _mel_frames_of(v, video_frames):
+    return mel_frames(float(video_frames), v["sample_rate"], v["hop_size"], v["fps"])
+
+
+def _window_times_differ(v):
+    step, window = v["outputs_per_step"], _mel_frames_of(v, v["T"])
+    return ("a window's face and mel must cover the same time: T=%d frames at fps=%d last %.2f s = %.1f mel "
+            "frames, mel_step_size=%d lasts %.2f s; set mel_step_size=%d or T=%g"
+            % (v["T"], v["fps"], v["T"] / float(v["fps"]), window, v["mel_step_size"],
+               v["mel_step_size"] * v["hop_size"] / float(v["sample_rate"]), step * max(1, round(window / step)),
+               v["T"] * v["mel_step_size"] / window))
+
+
+def _crossfade_too_long(v):
+    return ("mel_overlap=%d crossfades more than the overlap=%d frames of consecutive windows last (%.1f mel "
+            "frames); set mel_overlap to at most %d or raise overlap"
+            % (v["mel_overlap"], v["overlap"], _mel_frames_of(v, v["overlap"]),
+               round(_mel_frames_of(v, v["overlap"]))))
+
+
+# Limits that involve two keys: (holds(values), what is wrong and the fix: a text, or a function of the values).
 CONSTRAINTS = (
     (lambda v: v["overlap"] < v["T"], "overlap must be smaller than T"),
     (lambda v: v["mel_overlap"] < v["mel_step_size"], "mel_overlap must be smaller than mel_step_size"),
@@ -178,6 +203,11 @@ CONSTRAINTS = (
      "img_size must be at least 2**enc_conv_num_blocks (each encoder block halves the crop)"),
     (lambda v: v["win_size"] <= v["n_fft"], "win_size must not exceed n_fft"),
     (lambda v: v["fmin"] < v["fmax"] <= v["sample_rate"] / 2.0, "need fmin < fmax <= sample_rate / 2"),
+    # Training pairs T frames with the mel_step_size mel frames from the window's first frame; within one
+    # decoder step, as mel_step_size is a multiple of outputs_per_step.
+    (lambda v: abs(v["mel_step_size"] - _mel_frames_of(v, v["T"])) < v["outputs_per_step"], _window_times_differ),
+    # Synthesis crossfades consecutive windows over mel_overlap frames inside the time their overlap shares.
+    (lambda v: v["mel_overlap"] <= round(_mel_frames_of(v, v["overlap"])), _crossfade_too_long),
 )
 
 
@@ -198,7 +228,8 @@ def _check_limits(values, where):
                                % (where, key, values[key], allowed, key, declared_default(key)))
     for holds, message in CONSTRAINTS:
         if not holds(values):
-            raise HParamsError("%s: %s; fix it with --hparams" % (where, message))
+            raise HParamsError("%s: %s; fix it with --hparams"
+                               % (where, message(values) if callable(message) else message))
     return values
 
 

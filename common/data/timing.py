@@ -1,10 +1,12 @@
-"""How video frames, audio samples and mel frames line up: the one place this arithmetic lives.
+"""How video frames, audio samples and mel frames line up: the one place this arithmetic lives
+(its frame-to-mel ratio is hparams.mel_frames, which the hyperparameter checks share).
 
 N video frames at hp.fps last exactly round(N * sample_rate / fps) samples (preprocessing cuts
 the audio to that length), and video frame i lines up with mel frame round(i * mel_fps / fps).
 """
 import numpy as np
 
+from common.config import hparams
 from common.data import audio
 
 
@@ -40,5 +42,5 @@ def mel_frames(num_frames, hp):
 
 def mel_start(frame, hp):
     """Mel frame aligned with video frame ``frame``: round(frame * mel_fps / fps); arrays give int64 arrays."""
-    aligned = np.rint(np.asarray(frame, dtype=np.float64) * hp.sample_rate / (hp.hop_size * hp.fps))
+    aligned = np.rint(hparams.mel_frames(np.asarray(frame, dtype=np.float64), hp.sample_rate, hp.hop_size, hp.fps))
     return aligned.astype(np.int64) if aligned.ndim else int(aligned)

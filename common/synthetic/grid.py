@@ -49,15 +49,18 @@ def speak_sentence(words, rate, pitch, sample_rate):
     return wav, utterance.phonemes, list(zip(starts, ends, words))
 
 
-def render_clip(seed, hp, seconds=DEFAULT_SECONDS, frame_size=astronaut.FRAME_SIZE):
-    """One clip for ``seed``: N = round(seconds * fps) frames, round(N * sample_rate / fps) samples."""
+def render_clip(seed, hp, seconds=DEFAULT_SECONDS, frame_size=astronaut.FRAME_SIZE, fps=None):
+    """One clip for ``seed``: N = round(seconds * fps) frames, round(N * sample_rate / fps) samples.
+
+    fps defaults to hp.fps (the corpus layout renders at GRID's own 25 fps, whatever the preset's windows)."""
+    fps = fps or hp.fps
     rng = np.random.RandomState(seed)
     words = align.sample_sentence(rng)
     rate = RATE + rng.randint(-RATE_JITTER, RATE_JITTER + 1)
     pitch = PITCH + rng.randint(-PITCH_JITTER, PITCH_JITTER + 1)
     speech, phonemes, spans = speak_sentence(words, rate, pitch, hp.sample_rate)
-    num_frames = int(round(seconds * hp.fps))
-    num_samples = int(round(num_frames * hp.sample_rate / float(hp.fps)))
+    num_frames = int(round(seconds * fps))
+    num_samples = int(round(num_frames * hp.sample_rate / float(fps)))
     lead = rng.uniform(*LEAD_SECONDS)
     start = int(round(lead * hp.sample_rate))
     if start + len(speech) > num_samples:
@@ -69,7 +72,7 @@ def render_clip(seed, hp, seconds=DEFAULT_SECONDS, frame_size=astronaut.FRAME_SI
     wav = wav / np.abs(wav).max() * hp.rescaling_max
     lead = start / float(hp.sample_rate)
     track = visemes.viseme_track([(t + lead, name) for t, name in phonemes], num_samples / float(hp.sample_rate))
-    frames = astronaut.draw_mouths(visemes.at_times(track, np.arange(num_frames) / float(hp.fps)), frame_size)
+    frames = astronaut.draw_mouths(visemes.at_times(track, np.arange(num_frames) / float(fps)), frame_size)
     return Clip(frames, wav.astype(np.float32), words, [(a + lead, b + lead, w) for a, b, w in spans])
 
 
@@ -97,17 +100,16 @@ def write_corpus(grid_dir, hp, num_clips=6, seconds=DEFAULT_SECONDS, seed=0, spe
     Sentence ids repeat rarely; a repeat is skipped for the next seed. Returns the ids written.
     """
     from common.prep import video
-    hp = hp.replace(fps=CORPUS_FPS)
     ids = []
     index = 0
     while len(ids) < num_clips:
-        clip = render_clip(_clip_seed(seed, index), hp, seconds, frame_size)
+        clip = render_clip(_clip_seed(seed, index), hp, seconds, frame_size, fps=CORPUS_FPS)
         index += 1
         sentence = align.sentence_id(clip.words)
         if sentence in ids:
             continue
         ids.append(sentence)
-        video.write_video(clip.frames, clip.wav, hp.fps, os.path.join(grid_dir, speaker, sentence + ".mp4"),
+        video.write_video(clip.frames, clip.wav, CORPUS_FPS, os.path.join(grid_dir, speaker, sentence + ".mp4"),
                           hp.sample_rate)
         align_dir = os.path.join(grid_dir, "alignments", speaker)
         if not os.path.isdir(align_dir):

@@ -102,7 +102,7 @@ def build_parser(backend):
     parser.add_argument("--preset", default=None,
                         help="Named hyperparameter set (default synthetic): %s." % ", ".join(hparams_lib.preset_names()))
     parser.add_argument("--hparams-json", default=None, help="JSON file of overrides applied after the preset.")
-    parser.add_argument("--hparams", default="", help="Overrides applied last, e.g. 'img_size=48,T=30'.")
+    parser.add_argument("--hparams", default="", help="Overrides applied last, e.g. 'img_size=48,tacotron_batch_size=4'.")
     parser.add_argument("--steps", type=int, default=1000, help="Train until the global step reaches this (>= 0).")
     parser.add_argument("--checkpoint-every", type=int, default=200,
                         help="Steps between checkpoints and plots (>= 1).")

@@ -11,7 +11,9 @@ export/ because it imports both trees.
 ``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--world-sizes 1,2] [--out bench.json]``
 prints the tables and writes the JSON atomically. With ``--baseline REF`` it instead times this
 checkout against commit REF (a temporary git worktree): per tree, one worker process per commit
-(module names collide), steps alternated between them, wall and CPU seconds side by side.
+(module names collide), steps alternated between them, wall and CPU seconds side by side;
+``--baseline HEAD --baseline-env TF_ENABLE_ONEDNN_OPTS=0`` times the same code with Eigen's kernels against
+oneDNN's. Every result names the CPU kernels that ran (oneDNN or Eigen) and the CPU.
 """
 import argparse
 import contextlib
@@ -34,11 +36,14 @@ from common import atomic
 from common import devices
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
+from common.training import checkpoints
 from common.training import distribute
 from common.training import loop as training
+from common.training import rundir
 from common.data import timing
 from common.data.dataset import BatchSource
 from common.errors import Lip2WavError
+from common import tf_compat
 from common.tf_compat import tf
 from containers import launch
 from export import freeze
@@ -298,6 +303,9 @@ def main(argv=None):
     parser.add_argument("--baseline", default=None,
                         help="Git commit to time this checkout against, side by side (steps alternated).")
     parser.add_argument("--trees", default="gpu,npu", help="With --baseline: comma-separated trees to time.")
+    parser.add_argument("--baseline-env", default="",
+                        help="With --baseline: K=V,... set for the baseline's worker only, e.g. --baseline HEAD "
+                             "--baseline-env TF_ENABLE_ONEDNN_OPTS=0 times this code with and without oneDNN.")
     parser.add_argument("--inference", action="store_true",
                         help="Time inference instead: windows/s and real-time factor, checkpoint vs frozen graph.")
     args = parser.parse_args(argv)
@@ -329,9 +337,11 @@ def run_bench(args):
     print(table)
     if scaling:
         print(format_scaling(scaling))
+    print(tf_compat.kernels_line())
     atomic.write_json(args.out, {
         "rows": rows, "table": table, "scaling": scaling, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
         "machine": platform.machine(), "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started,
+        "kernels": tf_compat.kernels(),
         "npu_within_limit": all(r["npu_to_gpu"] <= MAX_NPU_TO_GPU for r in rows),
     })
     LOG.info("wrote %s", args.out)
@@ -342,15 +352,16 @@ INFERENCE_BATCHES = (1, SYNTHESIZER_BATCH)
 
 def fresh_checkpoint(run_dir, hp):
     """A run directory with hparams.json and an initialised (untrained) checkpoint: speed needs no training."""
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    hp.save(os.path.join(run_dir, "hparams.json"))
+    checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINTS)
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    hp.save(os.path.join(run_dir, rundir.HPARAMS))
     with tf.Graph().as_default():
         tf.set_random_seed(hp.tacotron_random_seed)
         build_inference_graph(hp, "npu", 1)
         tf.train.get_or_create_global_step()
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
-            tf.train.Saver().save(sess, os.path.join(run_dir, "checkpoints", training.CHECKPOINT_NAME), global_step=0)
+            tf.train.Saver().save(sess, os.path.join(checkpoint_dir, checkpoints.CHECKPOINT_NAME), global_step=0)
     return run_dir
 
 
@@ -407,7 +418,8 @@ def run_inference_bench(args):
             shutil.rmtree(work_dir, ignore_errors=True)
     table = format_inference_table(rows)
     print(table)
-    atomic.write_json(args.out, {"rows": rows, "table": table, "cpu_count": os.cpu_count(),
+    print(tf_compat.kernels_line())
+    atomic.write_json(args.out, {"rows": rows, "table": table, "cpu_count": os.cpu_count(), "kernels": tf_compat.kernels(),
                                  "tensorflow": tf.version.VERSION, "load_average": list(os.getloadavg())})
     LOG.info("wrote %s", args.out)
 
@@ -423,12 +435,13 @@ class BaselineError(Lip2WavError, RuntimeError):
 class _Worker(object):
     """A bench_worker.py process: one tree of one checkout, stepped over a pipe."""
 
-    def __init__(self, label, root, tree, preset, batch_size, data_dir, workers):
+    def __init__(self, label, root, tree, preset, batch_size, data_dir, workers, env=None):
         self.label = label
         command = [sys.executable, WORKER, "--root", root, "--tree", tree, "--preset", preset,
                    "--batch-size", str(batch_size), "--data", data_dir, "--workers", str(workers)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        universal_newlines=True, bufsize=1)
+                                        universal_newlines=True, bufsize=1,
+                                        env=dict(tf_compat.user_environment(), **(env or {})))
         self.steps = []
         self.ready = self._read()
 
@@ -453,6 +466,17 @@ class _Worker(object):
         return peak
 
 
+def parse_env(text):
+    """{K: V} from "K=V,K=V"; a malformed item is a BaselineError naming it."""
+    env = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BaselineError("--baseline-env item %r is not K=V: pass e.g. TF_ENABLE_ONEDNN_OPTS=0" % item)
+        env[key] = value
+    return env
+
+
 def _git(*argv):
     result = subprocess.run(["git", "-C", ROOT] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True)
@@ -462,12 +486,13 @@ def _git(*argv):
     return result.stdout.strip()
 
 
-def compare_trees(labels_roots, tree, preset, batch_size, data_dir, steps, workers):
-    """Alternate the steps of one worker per (label, root); rows with medians and each step's figures."""
+def compare_trees(labels_roots_envs, tree, preset, batch_size, data_dir, steps, workers):
+    """Alternate the steps of one worker per (label, root, extra environment); rows with medians and each
+    step's figures."""
     runs = []
     try:
-        for label, root in labels_roots:
-            runs.append(_Worker(label, root, tree, preset, batch_size, data_dir, workers))
+        for label, root, env in labels_roots_envs:
+            runs.append(_Worker(label, root, tree, preset, batch_size, data_dir, workers, env))
         for index in range(steps):
             for run in (runs if index % 2 == 0 else runs[::-1]):
                 run.step()
@@ -481,6 +506,7 @@ def compare_trees(labels_roots, tree, preset, batch_size, data_dir, steps, worke
                      "cpu_sec_per_step": float(np.median([s["cpu_seconds"] for s in run.steps])),
                      "data_wait_share": sum(s["wait_seconds"] for s in run.steps) / sum(seconds),
                      "final_loss": run.steps[-1]["loss"], "peak_rss_bytes": peak,
+                     "kernels": run.ready.get("kernels"),
                      "step_seconds": seconds, "load_average": list(os.getloadavg())})
     for row in rows:
         row["vs_baseline"] = row["sec_per_step"] / rows[-1]["sec_per_step"]
@@ -489,12 +515,13 @@ def compare_trees(labels_roots, tree, preset, batch_size, data_dir, steps, worke
 
 
 def format_baseline_table(rows):
-    header = ("preset", "tree", "commit", "batch", "sec/step", "vs base", "CPU s/step", "CPU vs base",
+    header = ("preset", "tree", "commit", "kernels", "batch", "sec/step", "vs base", "CPU s/step", "CPU vs base",
               "data wait", "peak RSS GiB", "load avg 1m")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
         lines.append(" | ".join([
-            r["preset"], r["tree"], r["commit"], str(r["batch_size"]), "%.3f" % r["sec_per_step"],
+            r["preset"], r["tree"], r["commit"], (r["kernels"] or {}).get("kernels", "?"), str(r["batch_size"]),
+            "%.3f" % r["sec_per_step"],
             "%.3f" % r["vs_baseline"], "%.3f" % r["cpu_sec_per_step"], "%.3f" % r["cpu_vs_baseline"],
             "%.1f%%" % (100.0 * r["data_wait_share"]),
             "%.2f" % (r["peak_rss_bytes"] / 2.0 ** 30) if r["peak_rss_bytes"] else "?",
@@ -508,6 +535,8 @@ def run_baseline_bench(args):
     baseline_root = os.path.join(work_dir, "baseline")
     commit = _git("rev-parse", "--short", args.baseline + "^{commit}")
     head = _git("rev-parse", "--short", "HEAD")
+    baseline_env = parse_env(args.baseline_env)
+    baseline_label = "%s (baseline%s)" % (commit, "".join(", %s=%s" % item for item in sorted(baseline_env.items())))
     _git("worktree", "add", "--detach", baseline_root, commit)
     rows = []
     started = time.time()
@@ -517,7 +546,7 @@ def run_baseline_bench(args):
             data_dir = make_data(work_dir, preset, hp)
             steps = args.steps or DEFAULT_STEPS.get(preset, 2)
             for tree in [t.strip() for t in args.trees.split(",") if t.strip()]:
-                rows.extend(compare_trees([(head + " (this)", ROOT), (commit + " (baseline)", baseline_root)],
+                rows.extend(compare_trees([(head + " (this)", ROOT, None), (baseline_label, baseline_root, baseline_env)],
                                           tree, preset, args.batch_size, data_dir, steps, args.workers))
                 LOG.info("%s", format_baseline_table(rows))
     finally:
@@ -526,7 +555,11 @@ def run_baseline_bench(args):
             shutil.rmtree(work_dir, ignore_errors=True)
     table = format_baseline_table(rows)
     print(table)
+    for row in rows:
+        if row["kernels"]:
+            print("%s: %s" % (row["commit"], tf_compat.kernels_line(row["kernels"])))
     atomic.write_json(args.out, {"rows": rows, "table": table, "baseline": commit, "head": head,
+                                 "baseline_env": baseline_env,
                                  "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
                                  "tensorflow": tf.version.VERSION, "wall_seconds": time.time() - started})
     LOG.info("wrote %s", args.out)

@@ -3,8 +3,9 @@
 Run as a script, not a module: ``python export/tools/bench_worker.py --root CHECKOUT ...`` puts
 CHECKOUT first on sys.path, so the same module names load the code of another commit. It
 uses only names that commit b1ad222 (the layout) and later have. Protocol, one JSON object per
-line: it prints {"ready": ...} after one untimed warmup step, then answers every "step" line on
-stdin with that step's wall and CPU seconds, loss and input wait, and "stop" with the peak RSS.
+line: it prints {"ready": ...} after one untimed warmup step (with the CPU kernels where that checkout's
+tf_compat reports them), then answers every "step" line on stdin with that step's wall and CPU seconds,
+loss and input wait, and "stop" with the peak RSS.
 """
 import argparse
 import json
@@ -32,6 +33,7 @@ def main():
     import importlib
     from common.config import hparams as hparams_lib
     from common.data.dataset import BatchSource
+    from common import tf_compat
     from common.tf_compat import tf
     from common.training import loop as training
     backend = importlib.import_module("%s_training.train" % args.tree).BACKEND
@@ -48,7 +50,8 @@ def main():
         model.feeder.start(sess)
         try:
             sess.run(fetches, feed_dict=model.feeder.feed_dict())
-            _reply({"ready": True, "batch_size": hp.tacotron_batch_size})
+            _reply({"ready": True, "batch_size": hp.tacotron_batch_size,
+                    "kernels": tf_compat.kernels() if hasattr(tf_compat, "kernels") else None})
             for line in sys.stdin:
                 if line.strip() != "step":
                     break

@@ -28,6 +28,7 @@ import numpy as np
 from common import atomic, cli
 from common import devices
 from common.data.dataset import BatchSource
+from common import tf_compat
 from common.tf_compat import tf, timeline
 from common.training import loop as training
 from export import trees
@@ -221,7 +222,8 @@ def format_report(profile):
                                                   t["executions"])
               for t in profile["op_types"]]
     lines += ["", "sec/step %.3f (untraced median), input wait %.1f%%, peak RSS %.2f GiB" % (
-        profile["sec_per_step"], 100 * profile["data_wait_share"], profile["peak_rss_bytes"] / 2.0 ** 30)]
+        profile["sec_per_step"], 100 * profile["data_wait_share"], profile["peak_rss_bytes"] / 2.0 ** 30),
+              tf_compat.kernels_line(profile["kernels"])]
     lines.append("FLOPs/step %.3g (matrix products and convolutions, forward and backward); achieved %.1f GFLOP/s "
                  "= %.2f of the matmul peak %.1f GFLOP/s, at which these FLOPs alone would take %.2f s" % (
                      profile["flops_per_step"],
@@ -278,7 +280,7 @@ def profile_tree(args, work_dir):
     profile = summarise(ops, float(np.median(seconds)), matmul_peak(config))
     profile.update(preset=args.preset, tree=args.tree, batch_size=hp.tacotron_batch_size, data_wait_share=wait_share,
                    peak_rss_bytes=peak_rss_bytes(),
-                   timeline=trace_path, load_average=list(os.getloadavg()))
+                   timeline=trace_path, load_average=list(os.getloadavg()), kernels=tf_compat.kernels())
     if backend.name == "npu" and not npu_session.npu_bridge_available():
         profile["ascend_profiling"] = None
     elif backend.name == "npu":
