@@ -198,7 +198,7 @@ def speaker(tmp_path_factory, imported):
     return data
 
 
-def test_export_and_synthesize_accept_the_imported_run(imported, speaker, tmp_path, capsys):
+def test_export_synthesize_and_evaluate_accept_the_imported_run(imported, speaker, tmp_path, capsys):
     run, _ = imported
     code, _, stderr = run_invoke(capsys, "export", "--checkpoint", run, "--target", "npu", "--out",
                                  str(tmp_path / "export"))
@@ -210,6 +210,10 @@ def test_export_and_synthesize_accept_the_imported_run(imported, speaker, tmp_pa
                                       "--batch-size", "1")
     assert code == 0, stderr
     assert os.path.getsize(out) > 44
+    code, stdout, stderr = run_invoke(capsys, "evaluate", "--checkpoint", run, "--data", speaker, "--split", "test",
+                                      "--out", str(tmp_path / "eval"), "--batch-size", "1")
+    assert code == 0, stderr
+    assert os.path.isfile(str(tmp_path / "eval" / "summary.json"))
 
 
 def test_training_fine_tunes_the_imported_run_from_its_step(imported, speaker, tmp_path):
