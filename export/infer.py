@@ -52,7 +52,7 @@ class FrozenGraphRunner(SessionRunner):
                 if frozen_with and frozen_with != tf.version.VERSION:
                     raise FrozenGraphError(
                         "%s was frozen with TensorFlow %s and does not load in TensorFlow %s (%s): re-freeze it "
-                        "with this TensorFlow (`python -m export.freeze`, or `invoke export` for the image)"
+                        "with this TensorFlow (`python -m export.freeze`; in an image, its `export` command)"
                         % (pb_path, frozen_with, tf.version.VERSION, _first_line(error)))
                 raise FrozenGraphError("%s has no tensors %s and %s (%s): pass a graph made by export.freeze"
                                        % (pb_path, input_name, output_name, _first_line(error)))

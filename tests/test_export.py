@@ -226,4 +226,4 @@ def test_a_graph_that_does_not_load_names_the_fix(exported, tmp_path, frozen_wit
         assert "pass a graph made by export.freeze" in message
     else:
         assert ("frozen with TensorFlow 0.0.0-other and does not load in TensorFlow %s" % tf.version.VERSION
-                in message and "re-freeze it with this TensorFlow" in message and "invoke export" in message)
+                in message and "re-freeze it with this TensorFlow" in message and "export.freeze" in message)
