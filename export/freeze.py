@@ -64,7 +64,11 @@ def fold_random_ops(session, graph, graph_def, feed_dict):
     values = dict(zip([op.name for op in random_ops], session.run([op.outputs[0] for op in random_ops], feed_dict)))
     for node in graph_def.node:
         if node.name in values:
-            shapes = node.attr["_output_shapes"] if "_output_shapes" in node.attr else None
+            # A copy, not a reference into the map: clear() frees the map's entries under C++ protobuf (TF 1.15).
+            shapes = None
+            if "_output_shapes" in node.attr:
+                shapes = tf.AttrValue()
+                shapes.CopyFrom(node.attr["_output_shapes"])
             value = values[node.name]
             node.op = "Const"
             del node.input[:]

@@ -20,6 +20,10 @@ class FrozenGraphError(Lip2WavError, ValueError):
     """A frozen graph or manifest that cannot be used; the message names the fix."""
 
 
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 class FrozenGraphRunner(SessionRunner):
     """Face windows -> mel windows from a frozen .pb, in fixed-size batches (the last one padded).
 
@@ -43,9 +47,15 @@ class FrozenGraphRunner(SessionRunner):
             try:
                 self.inputs, self.mels = tf.import_graph_def(graph_def, return_elements=[input_name, output_name],
                                                              name="")
-            except (ValueError, KeyError) as error:
+            except (ValueError, KeyError, tf.errors.OpError) as error:  # an op it lacks: NotFoundError
+                frozen_with = self.manifest.get("tf_version") if self.manifest else None
+                if frozen_with and frozen_with != tf.version.VERSION:
+                    raise FrozenGraphError(
+                        "%s was frozen with TensorFlow %s and does not load in TensorFlow %s (%s): re-freeze it "
+                        "with this TensorFlow (`python -m export.freeze`; in an image, its `export` command)"
+                        % (pb_path, frozen_with, tf.version.VERSION, _first_line(error)))
                 raise FrozenGraphError("%s has no tensors %s and %s (%s): pass a graph made by export.freeze"
-                                       % (pb_path, input_name, output_name, error))
+                                       % (pb_path, input_name, output_name, _first_line(error)))
         self.batch_size = self.inputs.shape[0].value
         if self.batch_size is None:
             raise FrozenGraphError("%s has no static batch size: re-export it with export.freeze" % pb_path)

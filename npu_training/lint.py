@@ -13,7 +13,9 @@ What is flagged, and why (the Lip2Wav port hit the first three):
   runs them on the host), a frozen inference graph for ATC may not.
 Not flagged: Assert (TF inserts it in many helpers; the adapter tolerates it), anything under a
 tf.train.Saver scope (save/, save_1/...: checkpoint I/O runs on the host), shape ops outside
-loops (gradients legitimately carry unknown-shape vectors).
+loops (gradients legitimately carry unknown-shape vectors), and loop nodes of unknown shape that
+the compiler folds into constants (stateless ops of constants only, such as TF 1.15's
+BroadcastGradientArgs of two constant shapes in a gradient loop).
 
 Loop shapes come from the ``_output_shapes`` attr: lint a live graph with lint_graph(), or
 write graph files from ``graph.as_graph_def(add_shapes=True)``.
@@ -67,6 +69,8 @@ SAVER_SCOPE = re.compile(r"^save(_\d+)?/")
 PLACEHOLDER_OPS = frozenset(["Placeholder", "PlaceholderV2", "PlaceholderWithDefault"])
 FUNCTIONAL_WHILE_OPS = frozenset(["While", "StatelessWhile"])
 TENSOR_ARRAY_OPS = frozenset(["TensorArrayV3", "TensorArrayV2", "TensorArray"])
+CONTROL_FLOW_OPS = frozenset(["Enter", "RefEnter", "Exit", "RefExit", "Merge", "RefMerge", "Switch", "RefSwitch",
+                              "NextIteration", "RefNextIteration", "LoopCond"])
 
 _REASONS = {
     "py_func": "Python callback: cannot run on the NPU or be converted to an offline model; remove tf.py_func",
@@ -174,7 +178,41 @@ def _loop_shape_findings(graph_def, decode_loop_scope):
         for index, shape in enumerate(shapes.get(node.name, ())):  # no attr: the op has no outputs
             if not shape.is_fully_defined():
                 findings.append(Finding(node.name, node.op, _REASONS["loop_shape"] % (index, shape, scope)))
+    if findings and shapes:
+        folded = _constant_folded(graph_def)
+        findings = [finding for finding in findings if finding.node not in folded]
     return findings
+
+
+def _constant_folded(graph_def):
+    """Names of the nodes whose values the graph compiler computes once: Const, and every stateless op
+    (control flow aside) whose data inputs all are such nodes, GE's and grappler's constant folding.
+
+    Their shapes need not be static: they become constants before the NPU sees them. TF 1.15's
+    gradients of broadcasting ops inside a while loop are such nodes (BroadcastGradientArgs of two Const
+    shape vectors); TF 2 computes the same reduction axes in Python and leaves no op.
+    """
+    stateful = _stateful_op_types(graph_def)
+    folded = set()
+    changed = True
+    while changed:  # nodes come in creation order: one pass folds forward chains, a second confirms
+        changed = False
+        for node in graph_def.node:
+            if node.name in folded or node.op in CONTROL_FLOW_OPS or node.op in stateful:
+                continue
+            data = [name.split(":")[0] for name in node.input if not name.startswith("^")]
+            if node.op == "Const" or (data and all(name in folded for name in data)):
+                folded.add(node.name)
+                changed = True
+    return folded
+
+
+def _stateful_op_types(graph_def):
+    """Op types of ``graph_def`` that keep state or draw random numbers (never folded), from their OpDefs."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    return {op.type for op in graph.get_operations() if op.op_def.is_stateful}
 
 
 def _output_shapes(graph_def):

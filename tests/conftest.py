@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic speaker made once per test session; the `slow` marker."""
+"""Shared fixtures: a small synthetic speaker made once per test session; the `slow` and `workstation` markers."""
 import os
 
 import pytest
@@ -19,6 +19,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes (real training); runs with --runslow or %s=1"
                             % SLOW_ENV)
+    config.addinivalue_line("markers", "workstation: needs a package or tool only the workstation stack has "
+                            "(requirements.txt: vermin, docker, invoke, ...); the TF 1.15 lane (.ci/tf115) lists "
+                            "and leaves it out")
 
 
 def pytest_collection_modifyitems(config, items):

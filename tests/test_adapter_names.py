@@ -92,10 +92,21 @@ def adapter_problems(source, relpath):
                                                                           keyword.arg))
         if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
                 and node.value.attr == "parameter_map"):
-            key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+            key = _literal_key(node.slice)
             if key is not None and ("NpuOptimizer.parameter_map", key) not in ROWS:
                 problems.append("%s: NpuOptimizer has no option %r" % (where(node), key))
     return problems
+
+
+def _literal_key(subscript_slice):
+    """The string in ``x["key"]``, on Python 3.7 (ast.Index around ast.Str) and 3.9+ (the ast.Constant itself)."""
+    key_node = subscript_slice if isinstance(subscript_slice, ast.Constant) else getattr(subscript_slice, "value",
+                                                                                          subscript_slice)
+    try:
+        key = ast.literal_eval(key_node)
+    except ValueError:
+        return None
+    return key if isinstance(key, str) else None
 
 
 def read(relpath):

@@ -11,7 +11,7 @@ from common.config import hparams
 from common.tf_compat import tf
 from export import atc, freeze
 from export.graph import CheckpointPredictor
-from export.infer import FrozenGraphRunner
+from export.infer import FrozenGraphError, FrozenGraphRunner
 from gpu_training import train as gpu_train
 from npu_training.lint import lint_graph_def
 
@@ -188,3 +188,42 @@ def test_frozen_runner_matches_checkpoint_predictor(exported, run_dir, target):
         restored = predictor.predict(windows)
     assert frozen.shape == (BATCH + 1,) + tuple(manifests[target]["outputs"][0]["shape"][1:])
     np.testing.assert_allclose(frozen, restored, atol=1e-5, rtol=0)
+
+
+def test_folding_random_ops_keeps_their_values_and_shapes():
+    """A random op becomes a Const of what it draws, its _output_shapes kept (read before the attr map is
+    cleared: C++ protobuf, TF 1.15's, frees the entries of a cleared map)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        draw = tf.raw_ops.StatelessRandomUniform(shape=[2, 3], seed=[1, 2], dtype=tf.float32, name="draw")
+        tf.identity(draw, name="out")
+        with tf.Session(graph=graph) as session:
+            drawn = session.run(draw)
+            graph_def = freeze.fold_random_ops(session, graph, graph.as_graph_def(add_shapes=True), {})
+    node = next(n for n in graph_def.node if n.name == "draw")
+    assert node.op == "Const" and not node.input
+    np.testing.assert_array_equal(tf.make_ndarray(node.attr["value"].tensor), drawn)
+    assert [tf.TensorShape(s).as_list() for s in node.attr["_output_shapes"].list.shape] == [[2, 3]]
+
+
+@pytest.mark.parametrize("frozen_with", [tf.version.VERSION, "0.0.0-other"])
+def test_a_graph_that_does_not_load_names_the_fix(exported, tmp_path, frozen_with):
+    """A graph with an op this TensorFlow lacks (as TF 2's new op names are to TF 1.15) is refused in one line,
+    which says to re-freeze it when the manifest names another TensorFlow."""
+    out, manifests = exported
+    graph_def = load_pb(os.path.join(out, "lip2wav_npu.pb"))
+    next(n for n in graph_def.node if n.op == "Const").op = "OpOfAnotherTensorFlow"
+    pb = str(tmp_path / "lip2wav_npu.pb")
+    with open(pb, "wb") as f:
+        f.write(graph_def.SerializeToString())
+    with open(str(tmp_path / "lip2wav_npu.json"), "w") as f:
+        json.dump(dict(manifests["npu"], tf_version=frozen_with), f)
+    with pytest.raises(FrozenGraphError) as raised:
+        FrozenGraphRunner(pb)
+    message = str(raised.value)
+    assert "\n" not in message
+    if frozen_with == tf.version.VERSION:
+        assert "pass a graph made by export.freeze" in message
+    else:
+        assert ("frozen with TensorFlow 0.0.0-other and does not load in TensorFlow %s" % tf.version.VERSION
+                in message and "re-freeze it with this TensorFlow" in message and "export.freeze" in message)

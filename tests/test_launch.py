@@ -89,6 +89,7 @@ def test_npu_run_kwargs_map_devices_driver_and_user(tmp_path):
     assert "--device /dev/davinci1:/dev/davinci1:rwm" in line and line.endswith("lip2wav-npu train")
 
 
+@pytest.mark.workstation  # docker SDK
 def test_gpu_run_kwargs_request_gpus(tmp_path):
     from docker.types import DeviceRequest
 
@@ -160,6 +161,7 @@ def test_entrypoint_sources_cann_and_dispatches(tmp_path):
     assert "argv: -m export.freeze --target npu" in exported.stdout
 
 
+@pytest.mark.workstation  # vermin, ast feature_version (3.8+)
 def test_launch_module_runs_on_python_37():
     """containers/launch.py runs inside the images (Python 3.7), unlike tasks.py."""
     import ast

@@ -128,6 +128,7 @@ def test_a_forwarded_ctrl_c_lets_the_chief_finish_saving(tmp_path, capfd):
     assert "exited with status" not in capfd.readouterr().err
 
 
+@pytest.mark.workstation  # invoke
 @pytest.mark.parametrize("flags, message", [
     (dict(target="gpu", hosts="h1:8,h2:8"), "--hosts is for GPU servers with --local"),
     (dict(target="npu", hosts="h1:8", local=True), "--hosts is for GPU servers with --local"),

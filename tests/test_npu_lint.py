@@ -46,6 +46,44 @@ def test_static_loop_gradient_is_clean():
     assert lint_built(build) == []
 
 
+def test_gradient_of_a_broadcast_inside_the_loop_is_clean():
+    """TF 1.15 differentiates the broadcast with BroadcastGradientArgs of two constant shapes, of unknown
+    output shape, inside the gradient loop: the compiler folds it, so the lint must not flag it."""
+    def build():
+        x = tf.placeholder(tf.float32, [BATCH, STEPS * WIDTH], name="x")
+        weight = tf.Variable(tf.ones([WIDTH]), name="w")
+
+        def body(step, state):
+            return step + 1, tf.tanh(state * weight + tf.slice(x, [0, step * WIDTH], [BATCH, WIDTH]))
+
+        with tf.variable_scope("decoder"):
+            _, state = tf.while_loop(lambda step, _: step < STEPS, body, [tf.constant(0), tf.zeros([BATCH, WIDTH])])
+        tf.gradients(tf.reduce_sum(state), [weight])
+    assert lint_built(build) == []
+
+
+def test_loop_values_of_constants_only_are_folded_others_flagged():
+    def build():
+        x = tf.placeholder(tf.float32, [BATCH, WIDTH])
+
+        def body(step, acc):
+            folded = tf.raw_ops.BroadcastGradientArgs(s0=tf.constant([BATCH, WIDTH]), s1=tf.constant([WIDTH]))
+            unique, _ = tf.unique(tf.constant([1, 1, 2]), name="unique_of_constants")
+            data = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(tf.where(x > 0)), s1=tf.constant([2]),
+                                                    name="data_dependent")
+            drawn = tf.boolean_mask(tf.constant([1.0, 2.0, 3.0]), tf.random.uniform([3]) > 0.5, name="drawn")
+            extra = tf.reduce_sum(tf.cast(folded[0], tf.float32)) + tf.reduce_sum(tf.cast(unique, tf.float32))
+            extra += tf.reduce_sum(tf.cast(data[0], tf.float32)) + tf.reduce_sum(drawn)
+            return step + 1, acc + extra
+
+        with tf.variable_scope("decoder"):
+            tf.while_loop(lambda step, _: step < STEPS, body, [tf.constant(0), tf.zeros([])])
+    flagged = {f.node for f in lint_built(build)}
+    assert "decoder/while/data_dependent" in flagged
+    assert any(name.startswith("decoder/while/drawn/") for name in flagged)  # a random draw is never folded
+    assert not [name for name in flagged if "unique_of_constants" in name or name.endswith("/BroadcastGradientArgs")]
+
+
 def test_saver_ops_are_not_flagged():
     def build():
         tf.Variable(tf.zeros([BATCH]), name="w")

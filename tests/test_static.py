@@ -74,17 +74,20 @@ def syntax_problems(source, relpath):
     return []
 
 
+@pytest.mark.workstation  # vermin, ast feature_version (3.8+)
 def test_image_code_is_python37_per_vermin():
     paths = [os.path.join(ROOT, relpath) for relpath in tree_files()]
     violations = vermin_violations(paths)
     assert not violations, "code needs more than Python 3.7:\n" + "\n".join(violations)
 
 
+@pytest.mark.workstation  # vermin, ast feature_version (3.8+)
 def test_image_code_parses_as_python37():
     problems = [p for relpath in tree_files() for p in syntax_problems(read(relpath), relpath)]
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.workstation  # vermin, ast feature_version (3.8+)
 def test_python37_checks_catch_newer_code(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import math\nif (n := 3):\n    print(f'{n=}', math.prod([n]))\n"

@@ -1,6 +1,7 @@
 """common.synthetic.astronaut: a deterministic talking astronaut whose mouth predicts its audio."""
 import os
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -181,3 +182,18 @@ def test_cli(tmp_path, capsys):
     assert speakers.main(["--out", out, "--clips", "2"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert speakers.main(["--out", out, "--preset", "nope"]) == 2
+
+
+def test_demo_without_scikit_image_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    from export.apps import demo
+    monkeypatch.setitem(sys.modules, "skimage", None)  # what `import skimage` meets when absent
+    synthetic._astronaut.cache_clear()
+    try:
+        code = demo.main(["--out", str(tmp_path / "demo"), "--speaker", "astronaut", "--clips", "2", "--steps", "1"])
+    finally:
+        synthetic._astronaut.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "scikit-image is not installed" in line and "pip install scikit-image" in line
+    assert "Traceback" not in err

@@ -51,7 +51,11 @@ class SyntheticError(Lip2WavError, ValueError):
 @functools.lru_cache(maxsize=None)
 def _astronaut():
     """skimage's 512x512 RGB astronaut photo, read once and shared read-only."""
-    from skimage import data
+    try:
+        from skimage import data
+    except ImportError:
+        raise SyntheticError("scikit-image is not installed (the astronaut photo ships in it): "
+                             "pip install scikit-image, as requirements.txt pins it") from None
     image = data.astronaut()
     image.flags.writeable = False
     return image
