@@ -21,7 +21,7 @@ from typing import Iterator
 
 from invoke import Exit
 
-from containers import launch
+from containers import cluster, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEELHOUSE_PORT = 38271
@@ -154,6 +154,21 @@ def emulate_missing_npus(devices: list[int]) -> bool:
 
 def train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
                 ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None) -> None:
+    try:
+        remote = [host for host, _ in hosts or [] if not cluster.is_local(host)]
+        if remote:
+            interface = cluster.route_to(remote[0])
+            cluster.check_gpu_hosts(hosts, str(ROOT), sys.executable, interface)
+    except launch.LaunchError as exc:
+        raise Exit(str(exc), code=2) from None
+    if remote:
+        command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts, interface=interface)
+        overlay = {"LIP2WAV_EMULATE": "1"} if emulate else {}  # horovodrun passes its environment to every rank
+        echo(" ".join([f"{k}={v}" for k, v in overlay.items()] + [shlex.quote(a) for a in command]))
+        code = cluster.run_horovodrun(command, hosts, cwd=str(ROOT), env=dict(os.environ, **overlay))
+        if code:
+            raise Exit(f"horovodrun exited with {code}", code=code)
+        return
     command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts)
     # Several GPU hosts: each rank sees every GPU of its host and picks its local rank's (gpu_training/distribute.py).
     envs = [{}] if hosts else launch.process_envs(target, devices, rank_table, ranks=ranks)

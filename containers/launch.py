@@ -241,16 +241,20 @@ def parse_hosts(text):
     return hosts
 
 
-def train_command(target, devices, args, python="python3", hosts=None):
+def train_command(target, devices, args, python="python3", hosts=None, interface=None):
     """argv of one training process; for GPUs on several devices or hosts, the horovodrun line starting them all.
 
-    ``hosts``: [(host, processes)] for a multi-host GPU run (horovodrun reaches the others over ssh).
+    ``hosts``: [(host, processes)] for a multi-host GPU run (horovodrun reaches the others over ssh), whose
+    collectives go over Gloo through ``interface`` (the one this host reaches the others through).
     """
     command = [python, "-m", train_module(target)] + list(args)
     if target == "gpu" and (hosts or len(devices) > 1):
-        hosts = hosts or [("localhost", len(devices))]
-        total = sum(slots for _, slots in hosts)
-        return [_horovodrun(python), "-np", str(total), "-H", ",".join("%s:%d" % h for h in hosts)] + command
+        total = sum(slots for _, slots in hosts or [("localhost", len(devices))])
+        launcher = [_horovodrun(python), "-np", str(total), "-H",
+                    ",".join("%s:%d" % h for h in hosts or [("localhost", len(devices))])]
+        if interface:
+            launcher += ["--gloo", "--network-interface", interface]
+        return launcher + command
     return command
 
 
