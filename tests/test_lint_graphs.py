@@ -30,6 +30,7 @@ def test_gpu_graphs_are_reported(capsys):
     assert any("static shapes" in row[3] for row in rows)
 
 
+@pytest.mark.workstation  # invoke
 def test_invoke_lint_npu_passes_for_the_npu_tree():
     invoke = os.path.join(os.path.dirname(sys.executable), "invoke")
     result = subprocess.run([invoke, "lint-npu", "--preset", "synthetic", "--target", "npu"], cwd=ROOT,
