@@ -20,7 +20,7 @@ OTHER_ENV = "LIP2WAV_OTHER_TF_PYTHON"
 OTHER = os.environ.get(OTHER_ENV)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ("encoder_lstm_units=16,decoder_lstm_units=32,postnet_channels=16,attention_dim=16,tacotron_batch_size=2,"
-        "enc_conv_num_blocks=2,enc_conv_num_layers=1,postnet_num_layers=2,decoder_layers=1")
+        "enc_conv_num_blocks=2,postnet_num_layers=2,decoder_layers=1")
 TARGET = "npu"  # the graph ATC converts; the GPU tree shares every layer and differs only in its loop
 TOLERANCE = 1e-5
 # Freeze RUN into OUT with this runtime, run the frozen graph on WINDOWS, save the mels to MELS; print the TF version.

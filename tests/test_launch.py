@@ -156,7 +156,8 @@ def test_entrypoint_sources_cann_and_dispatches(tmp_path):
     assert "rank: 5 0 1" in result.stdout
     assert "ascend: on on" in result.stdout
     evaluated = _entrypoint(tmp_path, "evaluate", "--x", LIP2WAV_TARGET="gpu")
-    assert "argv: -m export.evaluate --x" in evaluated.stdout
+    assert evaluated.returncode == 2 and "argv:" not in evaluated.stdout
+    assert "'invoke evaluate --checkpoint RUN_DIR ...' on a workstation" in evaluated.stderr
     exported = _entrypoint(tmp_path, "export", "--target", "npu", LIP2WAV_TARGET="npu")
     assert "argv: -m export.freeze --target npu" in exported.stdout
 
