@@ -365,10 +365,19 @@ def _train(backend, args, stop):
             progress.close()
             graph.feeder.stop()
             if writer is not None:
-                writer.close()
+                _close_events(writer)
     LOG.info("run summary%s: %s", "" if chief else " of rank %d" % distribution.rank,
              json.dumps(summary, sort_keys=True))
     return summary
+
+
+def _close_events(writer):
+    """Close the TensorBoard event file. Its last flush can fail on the disk that just stopped training: it
+    is logged, so that the error naming the fix (disk full, read-only) is the one the user sees."""
+    try:
+        writer.close()
+    except (OSError, RuntimeError) as error:
+        LOG.warning("event file not flushed: %s", error)
 
 
 def _check_world_size(run_dir, hp, distribution, checkpoint):
