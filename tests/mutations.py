@@ -140,9 +140,9 @@ MUTATIONS = (
              ("tests/test_import_checkpoint.py", "-k", "ascend_port")),
     Mutation("import-slots-swapped", "the importer fills Adam's first moment from the second",
              "export/apps/import_checkpoint.py",
-             'theirs = _ending_with(self.shapes, "%s/%s" % (names[_name(slot[0])], slot[1]))',
-             'theirs = _ending_with(self.shapes, "%s/%s" % (names[_name(slot[0])], {"Adam": "Adam_1", '
-             '"Adam_1": "Adam"}.get(slot[1], slot[1])))',
+             "theirs = self.style.checkpoint_name(network.original_name(_name(variable)))",
+             "theirs = self.style.checkpoint_name(network.original_name(re.sub(r'Adam(_1)?$', lambda m: "
+             "'Adam' if m.group(1) else 'Adam_1', _name(variable))))",
              ("tests/test_import_checkpoint.py", "-k", "adam_state")),
     Mutation("import-values-shifted", "the importer stores each model variable reversed along its first axis",
              "export/apps/import_checkpoint.py",

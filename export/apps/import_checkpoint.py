@@ -5,11 +5,10 @@ so the names of our training graph (built as a run builds it, then listed) are l
 checkpoint by rules:
 - a model variable (one the inference graph restores) keeps its name; the Ascend port's checkpoints
   differ by a rule of their own (see PORT_STYLE); the style is the one that finds the most names;
-- an optimizer variable of ours is ``<our prefix><variable>/<slot>`` (Adam's ``m`` and ``v``) or a
-  non-slot (``beta1_power``, ``beta2_power``); its counterpart is the one checkpoint name that ends with
-  ``<the variable's checkpoint name>/<slot>`` or with the same last segment (the original builds its
-  optimizer inside its model scope, hence ``Tacotron_model/Tacotron_model/...``);
-- the global step is found by its last segment and cast to ours (the original's is int32).
+- an optimizer variable (Adam's slots, the beta powers) is looked up under network.original_name (the
+  original builds its optimizer inside its model scope, hence ``Tacotron_model/Tacotron_model/...``),
+  through the same style rule;
+- the global step keeps its name and is cast to ours (the original's is int32).
 A checkpoint that lacks a model variable, or holds one in another shape, is refused (exit 2) and nothing
 is written; the optimizer's state is mapped when all of it is there, else started fresh.
 
@@ -27,11 +26,11 @@ from common import atomic
 from common import cli
 from common.config import hparams as hparams_lib
 from common.errors import Lip2WavError
+from common.model import network
 from common.tf_compat import tf
 from common.training import checkpoints
 from common.training import rundir
 from export import trees
-from export.graph import build_inference_graph
 
 LOG = logging.getLogger("lip2wav.import_checkpoint")
 # refusal: why a checkpoint of this style that lacks model variables cannot become a run, and the fix.
@@ -103,23 +102,13 @@ class OurVariables(object):
     """The variables a run of this network saves, in three kinds: model, optimizer state, global step."""
 
     def __init__(self, hp):
-        with tf.Graph().as_default():
-            build_inference_graph(hp)
-            model_names = set(_name(v) for v in tf.global_variables())
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.training = trees.training_graph(hp, "gpu")
             self.step = tf.train.get_global_step()
-            variables = tf.global_variables()
-        self.model = [v for v in variables if _name(v) in model_names]
-        self.optimizer = [v for v in variables if _name(v) not in model_names and v is not self.step]
-
-    def slot_of(self, variable):
-        """(model variable, slot name) of an optimizer slot ``<prefix><model variable>/<slot>``, or None."""
-        name = _name(variable)
-        slot = name.rsplit("/", 1)[-1]
-        owners = [v for v in self.model if name.endswith("%s/%s" % (_name(v), slot))]
-        return (max(owners, key=lambda v: len(_name(v))), slot) if owners else None
+            self.model = network.model_variables()
+            model_names = set(_name(v) for v in self.model)
+            self.optimizer = [v for v in tf.global_variables() if _name(v) not in model_names and v is not self.step]
 
 
 def _name(variable):
@@ -144,12 +133,6 @@ def _fits(value, variable):
     return value.astype(variable.dtype.base_dtype.as_numpy_dtype)
 
 
-def _ending_with(available, suffix):
-    """The one checkpoint name equal to ``suffix`` or ending with ``/suffix``, or None."""
-    found = [name for name in available if name == suffix or name.endswith("/" + suffix)]
-    return found[0] if len(found) == 1 else None
-
-
 class Plan(object):
     """What goes where: mapped model and optimizer variables, the step, and everything that did not map."""
 
@@ -162,8 +145,8 @@ class Plan(object):
         for variable in ours.model:
             self._map_model(variable, self.style.checkpoint_name(_name(variable)))
         self._map_optimizer(ours)
-        theirs = _ending_with(self.shapes, _name(ours.step).rsplit("/", 1)[-1])
-        self.step = None if theirs is None else Mapping(ours.step, theirs, int(reader.get_tensor(theirs)))
+        theirs = network.original_name(_name(ours.step))
+        self.step = Mapping(ours.step, theirs, int(reader.get_tensor(theirs))) if theirs in self.shapes else None
         used = set([m.theirs for m in self.model + ([self.step] if self.step else [])] + self.optimizer_found)
         self.unmapped = ["not mapped: %s %s %s" % (name, list(self.shapes[name]), self.dtypes[name].name)
                          for name in sorted(self.shapes) if name not in used]
@@ -184,17 +167,10 @@ class Plan(object):
 
     def _map_optimizer(self, ours):
         """All of the optimizer's state, or none of it (Adam's moments and beta powers only make sense together)."""
-        names = dict((_name(m.ours), m.theirs) for m in self.model)
         self.optimizer, self.optimizer_missing = [], []
         for variable in ours.optimizer:
-            slot = ours.slot_of(variable)
-            if slot is None:
-                theirs = _ending_with(self.shapes, _name(variable).rsplit("/", 1)[-1])
-            elif _name(slot[0]) in names:
-                theirs = _ending_with(self.shapes, "%s/%s" % (names[_name(slot[0])], slot[1]))
-            else:
-                theirs = None
-            value = None if theirs is None else _fits(self.reader.get_tensor(theirs), variable)
+            theirs = self.style.checkpoint_name(network.original_name(_name(variable)))
+            value = _fits(self.reader.get_tensor(theirs), variable) if theirs in self.shapes else None
             if value is None:
                 self.optimizer_missing.append(_name(variable))
             else:
