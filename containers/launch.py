@@ -249,9 +249,9 @@ def train_command(target, devices, args, python="python3", hosts=None, interface
     """
     command = [python, "-m", train_module(target)] + list(args)
     if target == "gpu" and (hosts or len(devices) > 1):
-        total = sum(slots for _, slots in hosts or [("localhost", len(devices))])
-        launcher = [_horovodrun(python), "-np", str(total), "-H",
-                    ",".join("%s:%d" % h for h in hosts or [("localhost", len(devices))])]
+        hosts = hosts or [("localhost", len(devices))]
+        total = sum(slots for _, slots in hosts)
+        launcher = [_horovodrun(python), "-np", str(total), "-H", ",".join("%s:%d" % h for h in hosts)]
         if interface:
             launcher += ["--gloo", "--network-interface", interface]
         return launcher + command
