@@ -168,13 +168,13 @@ SYNTHETIC_OVERRIDES = {
 }
 
 
-def mel_frames(video_frames, sample_rate, hop_size, fps):
+def mel_frames_lasting(video_frames, sample_rate, hop_size, fps):
     """Mel frames that ``video_frames`` video frames last (not rounded; arrays work too)."""
     return video_frames * sample_rate / (hop_size * fps)
 
 
 def _mel_frames_of(v, video_frames):
-    return mel_frames(float(video_frames), v["sample_rate"], v["hop_size"], v["fps"])
+    return mel_frames_lasting(float(video_frames), v["sample_rate"], v["hop_size"], v["fps"])
 
 
 def _window_times_differ(v):

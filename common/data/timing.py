@@ -1,5 +1,5 @@
 """How video frames, audio samples and mel frames line up: the one place this arithmetic lives
-(its frame-to-mel ratio is hparams.mel_frames, which the hyperparameter checks share).
+(its frame-to-mel ratio is hparams.mel_frames_lasting, which the hyperparameter checks share).
 
 N video frames at hp.fps last exactly round(N * sample_rate / fps) samples (preprocessing cuts
 the audio to that length), and video frame i lines up with mel frame round(i * mel_fps / fps).
@@ -42,5 +42,6 @@ def mel_frames(num_frames, hp):
 
 def mel_start(frame, hp):
     """Mel frame aligned with video frame ``frame``: round(frame * mel_fps / fps); arrays give int64 arrays."""
-    aligned = np.rint(hparams.mel_frames(np.asarray(frame, dtype=np.float64), hp.sample_rate, hp.hop_size, hp.fps))
+    frames = np.asarray(frame, dtype=np.float64)
+    aligned = np.rint(hparams.mel_frames_lasting(frames, hp.sample_rate, hp.hop_size, hp.fps))
     return aligned.astype(np.int64) if aligned.ndim else int(aligned)
