@@ -361,7 +361,7 @@ def fresh_checkpoint(run_dir, hp):
         tf.train.get_or_create_global_step()
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
-            tf.train.Saver().save(sess, os.path.join(checkpoint_dir, checkpoints.CHECKPOINT_NAME), global_step=0)
+            checkpoints.save(tf.train.Saver(), sess, checkpoint_dir, 0)
     return run_dir
 
 
