@@ -27,13 +27,13 @@ SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
 SIOCGIFADDR = 0x8915
 # horovodrun's line for a rank that ended with a non-zero status (horovod/runner/gloo_run.py, 0.28.1).
 RANK_EXIT = re.compile(r"^Process (\d+) exit with status code (-?\d+)\.")
-# Horovod 0.28.1's Gloo binds its process-set contexts to the address of the host name, not to
-# HOROVOD_GLOO_IFACE: a host name mapped to loopback (Debian's 127.0.1.1 default) breaks every multi-host run.
 # Emulated several-server runs: the first server of the rank table serves the job's Gloo rendezvous on this port,
 # and the servers wait this long for each other's launch (HCCL's default HCCL_CONNECT_TIMEOUT, 120 s).
 RENDEZVOUS_PORT = 29450
 JOIN_TIMEOUT_SECONDS = 120
 JOIN_SCOPE = "lip2wav-join"  # the rendezvous scope where each server's launch announces itself
+# Horovod 0.28.1's Gloo binds its process-set contexts to the address of the host name, not to
+# HOROVOD_GLOO_IFACE: a host name mapped to loopback (Debian's 127.0.1.1 default) breaks every multi-host run.
 HOSTNAME_FIX = ("map the host name to the host's address on %s in /etc/hosts or DNS (Horovod's Gloo listens on "
                 "the address of the host name)")
 
@@ -221,7 +221,8 @@ def server_rendezvous(envs, table, server_id, interface, port=RENDEZVOUS_PORT, t
     Horovod's Gloo needs one rendezvous for the whole job: the first server of the rank table serves it on ``port``
     and starts its ranks once every other server's launch has announced itself there; the other launches announce
     themselves and start theirs. Either side gives up after ``timeout_seconds`` with one line naming the server
-    that is missing, before any rank starts.
+    that is missing, before any rank starts. Each rank's Horovod host name is its server_id, an address, so unlike
+    horovodrun's -H names the servers' host names need not resolve to them.
     """
     servers = [(server["server_id"], [int(d["rank_id"]) for d in server["device"]]) for server in table["server_list"]]
     slots = launch.gloo_slots(servers)

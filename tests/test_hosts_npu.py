@@ -75,6 +75,7 @@ ELSEWHERE, NOWHERE, UNLISTED = [address for address in ("203.0.113.2", "198.51.1
     ([("127.0.0.1", [(0, 0), (1, 1)]), (ELSEWHERE, [(0, 2)])], dict(devices="0"),
      "--devices 0 \\(1\\) differs from the rank table's 2 device\\(s\\) of server 127.0.0.1"),
     ([("127.0.0.1", [(0, 0)]), (ELSEWHERE, [(0, 2)])], {}, "rank_id values must be 0..1, each once; got \\[0, 2\\]"),
+    ([("127.0.0.1", [(0, 0)]), (ELSEWHERE, [(0, 1)])], dict(local=False), "emulating several servers needs --local"),
 ])
 def test_invoke_train_refuses_a_bad_entry_in_one_line_before_anything_starts(tmp_path, servers, flags, message):
     from invoke import Context, Exit
@@ -86,8 +87,8 @@ def test_invoke_train_refuses_a_bad_entry_in_one_line_before_anything_starts(tmp
     data = tmp_path / "data"
     data.mkdir()
     with pytest.raises(Exit, match=message) as caught:
-        tasks.train(Context(), target="npu", local=True, emulate=True, rank_table=str(table), data=str(data),
-                    run_dir=str(tmp_path / "run"), **flags)
+        tasks.train(Context(), **dict(dict(target="npu", local=True, emulate=True, rank_table=str(table),
+                                           data=str(data), run_dir=str(tmp_path / "run")), **flags))
     assert caught.value.code == 2 and "\n" not in caught.value.message
     assert sorted(os.listdir(str(tmp_path))) == ["cluster.json", "data"], "nothing written"
 
