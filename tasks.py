@@ -11,14 +11,13 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import socket
 from pathlib import Path
 
 from invoke import Context, Exit, task
 
 from common import devices as device_trees
 from common.training import rundir
-from containers import engine, launch
+from containers import cluster, engine, launch
 
 
 def _argparse_help(module: str) -> dict[str, str]:
@@ -103,16 +102,18 @@ def build_gpu(c: Context, base_image: str = "", requirements: str = "", wheelhou
     "hparams": "hyperparameter overrides, k=v,k=v",
     "steps": "training steps (0: the trainer's default)",
     "checkpoint-every": "steps between checkpoints (0: the trainer's default)",
-    "devices": "device ids, one training process per device (data parallel): 0 or 0,1,...",
+    "devices": "device ids, one training process per device (data parallel): 0 or 0,1,... (default 0; with "
+               "--rank-table this server's devices in the table)",
     "hosts": "gpu with --local: several GPU servers for horovodrun, HOST:GPUS,... e.g. h1:8,h2:8 (ssh between them)",
     "rank-table": "npu: HCCL rank table JSON of several Ascend servers; run the same command on each server",
-    "server-id": "npu with --rank-table: this server's server_id in the table (default: this host's IP address)",
+    "server-id": "npu with --rank-table: this server's server_id in the table, an address of this host (default: "
+                 "the table's server_id that is one of this host's addresses)",
     "emulate": "run the image on the CPU with no device (Ascend/NVIDIA stacks stubbed by the trainer)",
     "local": "run the tree on this host (`python -m <target>_training.train`) instead of in a container",
     "image": "image to run (default: lip2wav-<target>)",
 })
 def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", preset: str = "",
-          hparams: str = "", steps: int = 0, checkpoint_every: int = 0, devices: str = "0",
+          hparams: str = "", steps: int = 0, checkpoint_every: int = 0, devices: str = "",
           emulate: bool = False, local: bool = False, image: str = "", hosts: str = "", rank_table: str = "",
           server_id: str = "") -> None:
     """Train Lip2Wav on Ascend NPUs or NVIDIA GPUs, in the device's image (default) or on this host (--local).
@@ -127,13 +128,16 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
         raise Exit("--rank-table is for Ascend servers; GPU servers take --hosts h1:8,h2:8", code=2)
     try:
         launch.train_module(target)
-        device_ids = launch.parse_devices(devices)
+        device_ids = launch.parse_devices(devices or "0")
         host_list = launch.parse_hosts(hosts) if hosts else None
         table = launch.read_rank_table(rank_table) if rank_table else None
-        ranks = None
+        ranks = server = None
         if table is not None:
-            pairs, size = launch.server_ranks(table, server_id or socket.gethostbyname(socket.gethostname()))
-            device_ids, ranks = [d for d, _ in pairs], ([r for _, r in pairs], size)
+            server_id, pairs, size = cluster.this_server(table, server_id, device_ids if devices else [])
+            device_ids, ranks, server = [d for d, _ in pairs], ([r for _, r in pairs], size), (table, server_id)
+            if len(table["server_list"]) > 1 and emulate and not local:
+                raise launch.LaunchError("emulating several servers needs --local: the images run without a "
+                                         "network")
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
     if target == "npu" and local and len(device_ids) > 1 and not emulate and not ranks:
@@ -148,10 +152,12 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
     run_path.mkdir(parents=True, exist_ok=True)
     flags = dict(preset=preset, hparams=hparams, steps=steps or None, checkpoint_every=checkpoint_every or None)
     if local:
-        # On the host the tree itself falls back to the CPU (one log line) when there is no device.
-        table_path = engine.rank_table(target, run_path, device_ids, emulate, container_path=False, table=table)
+        # On the host the tree itself falls back to the CPU (one log line) when there is no device. A user's rank
+        # table serves the ranks where it is: a copy in the shared run dir would be written by every server.
+        table_path = (str(Path(rank_table).resolve()) if table else
+                      engine.rank_table(target, run_path, device_ids, emulate, container_path=False))
         engine.train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, table_path,
-                           ranks=ranks, hosts=host_list)
+                           ranks=ranks, hosts=host_list, server=server)
         return
     table_path = engine.rank_table(target, run_path, device_ids, emulate, container_path=True, table=table)
     args = launch.train_args(launch.CONTAINER_DATA, launch.CONTAINER_RUN, **flags)

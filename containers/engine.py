@@ -153,7 +153,10 @@ def emulate_missing_npus(devices: list[int]) -> bool:
 
 
 def train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
-                ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None) -> None:
+                ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None,
+                server: tuple[dict, str] | None = None) -> None:
+    """Run the ranks of this host. ``server``: (several-server rank table, this server's id), whose emulated
+    ranks meet the other servers' at the rendezvous of the table's first server (cluster.server_rendezvous)."""
     try:
         remote = [host for host, _ in hosts or [] if not cluster.is_local(host)]
         if remote:
@@ -178,7 +181,13 @@ def train_local(target: str, devices: list[int], args: list[str], emulate: bool,
         echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " +
              " ".join(shlex.quote(a) for a in command))
     try:
-        code = launch.run_ranks(command, envs, emulate=emulate and target == "npu", cwd=str(ROOT))
+        if server and emulate and len(server[0]["server_list"]) > 1:
+            table, server_id = server
+            interface = cluster.local_addresses()[server_id]
+            with cluster.server_rendezvous(envs, table, server_id, interface) as gloo_envs:
+                code = launch.run_processes(command, gloo_envs, cwd=str(ROOT))
+        else:
+            code = launch.run_ranks(command, envs, emulate=emulate and target == "npu", cwd=str(ROOT))
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
     if code:

@@ -11,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from common import atomic
@@ -200,6 +201,59 @@ def process_envs(target, devices, rank_table_file=None, job_id="lip2wav", contai
     return envs
 
 
+def gloo_slots(servers):
+    """Horovod's slot of every rank, indexed by rank: ``servers`` = [(host, [rank ids in device order])].
+
+    Horovod rank == RANK_ID; local rank = position on the host; cross rank = position among the hosts that
+    have that local rank (as horovodrun assigns them).
+    """
+    size = sum(len(ranks) for _, ranks in servers)
+    try:
+        from horovod.runner.common.util.hosts import SlotInfo
+    except ImportError as error:
+        raise LaunchError("emulating %d NPU processes needs Horovod with Gloo (%s): HOROVOD_WITH_TENSORFLOW=1 "
+                          "HOROVOD_WITH_GLOO=1 pip install horovod==0.28.1, or train on one device" % (size, error))
+    slots = [None] * size
+    for host, ranks in servers:
+        for local_rank, rank in enumerate(ranks):
+            peers = [name for name, others in servers if len(others) > local_rank]
+            slots[rank] = SlotInfo(hostname=host, rank=rank, local_rank=local_rank, cross_rank=peers.index(host),
+                                   size=size, local_size=len(ranks), cross_size=len(peers))
+    return slots
+
+
+def gloo_envs(envs, slots, address, port, interface):
+    """``envs`` (NPU overlays, RANK_ID set) extended with what Horovod's Gloo needs to reach the rendezvous."""
+    from horovod.runner.gloo_run import create_slot_env_vars
+
+    common = {"HOROVOD_GLOO_RENDEZVOUS_ADDR": address, "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
+              "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo", "HOROVOD_GLOO_IFACE": interface,
+              "HOROVOD_GLOO_TIMEOUT_SECONDS": str(GLOO_TIMEOUT_SECONDS)}
+    return [dict(env, **dict(common, **create_slot_env_vars(slots[int(env["RANK_ID"])]))) for env in envs]
+
+
+@contextlib.contextmanager
+def rendezvous_server(address, port, slots):
+    """Horovod's Gloo rendezvous (an HTTP key-value store) for ``slots`` (gloo_slots) served on ``address``:``port``
+    (0: a free port) while the block runs; yields the server."""
+    from horovod.runner.http.http_server import RendezvousHandler, RendezvousHTTPServer
+
+    try:
+        server = RendezvousHTTPServer((address, port), RendezvousHandler, 0)
+    except OSError as error:
+        raise LaunchError("cannot serve the Gloo rendezvous on %s:%d (%s): stop the job that holds the port"
+                          % (address, port, error))
+    server.init(slots)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @contextlib.contextmanager
 def gloo_rendezvous(envs):
     """Serve Horovod's Gloo rendezvous for one process per overlay on this host; yield the overlays extended.
@@ -207,25 +261,9 @@ def gloo_rendezvous(envs):
     The NPU tree's CPU emulation all-reduces through Horovod over Gloo (npu_training/distribute.py): the
     processes keep their NPU environment (RANK_ID, ...) and Horovod rank == RANK_ID.
     """
-    try:
-        from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
-        from horovod.runner.gloo_run import create_slot_env_vars
-        from horovod.runner.http.http_server import RendezvousServer
-    except ImportError as error:
-        raise LaunchError("emulating %d NPU processes needs Horovod with Gloo (%s): HOROVOD_WITH_TENSORFLOW=1 "
-                          "HOROVOD_WITH_GLOO=1 pip install horovod==0.28.1, or train on one device"
-                          % (len(envs), error))
-    plan = get_host_assignments(parse_hosts("localhost:%d" % len(envs)), len(envs))
-    server = RendezvousServer()
-    port = server.start()
-    server.init(plan)
-    common = {"HOROVOD_GLOO_RENDEZVOUS_ADDR": "127.0.0.1", "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
-              "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo", "HOROVOD_GLOO_IFACE": "lo",
-              "HOROVOD_GLOO_TIMEOUT_SECONDS": str(GLOO_TIMEOUT_SECONDS)}
-    try:
-        yield [dict(env, **dict(common, **create_slot_env_vars(slot))) for env, slot in zip(envs, plan)]
-    finally:
-        server.stop()
+    slots = gloo_slots([("localhost", [int(env["RANK_ID"]) for env in envs])])
+    with rendezvous_server("127.0.0.1", 0, slots) as server:
+        yield gloo_envs(envs, slots, "127.0.0.1", server.server_address[1], "lo")
 
 
 def parse_hosts(text):
