@@ -259,17 +259,19 @@ def download(c: Context, speaker: str = "", split: str = "", data: str = "data",
 @cli_task("common.prep.preprocess", detector="face detector: haar, haar_alt2, dlib_hog or haar_alt2+dlib "
                                              "(`python -m export.tools.face_bench`)",
           workers="parallel clip workers",
-          max_offset="drop clips still confidently more than N frames off after any fix (-1: keep all)")
+          max_offset="drop clips still confidently more than N frames off after any fix (-1: keep all)",
+          crop_style="original (Lip2Wav's tight box, BGR, unscaled audio; default) or square-margin (ours)")
 def preprocess(c: Context, speaker: str = "", videos: str = "", grid: str = "", data: str = "data",
                preset: str = "", hparams: str = "", detector: str = "", workers: int = 2, split: str = "",
-               fix_sync: bool = False, max_offset: int = -1) -> None:
+               fix_sync: bool = False, max_offset: int = -1, crop_style: str = "") -> None:
     """Videos -> face crops (JPEG), 16 kHz audio.wav and mels.npz per clip; resumable, with a report."""
     if sum(1 for source in (speaker, videos, grid) if source) != 1:
         raise Exit("pass exactly one of --speaker NAME, --videos DIR or --grid DIR", code=2)
     _run_entrypoint("common.prep.preprocess", _flags(speaker=speaker, videos=videos, grid=grid, data=data,
                                                      workers=workers, preset=preset, hparams=hparams,
                                                      detector=detector, split=split, fix_sync=fix_sync,
-                                                     max_offset=max_offset if max_offset >= 0 else None))
+                                                     max_offset=max_offset if max_offset >= 0 else None,
+                                                     crop_style=crop_style))
 
 
 @task(name="dataset-report", help={

@@ -37,7 +37,7 @@ class OraclePredictor(object):
     def _learn(self, clip):
         hp = self.hp
         spec = dataset.load_mels(clip, hp)
-        images = [crops.read(clip.path, number, hp.img_size) for number in range(clip.num_frames)]
+        images = [crops.read(clip.path, number, hp.img_size, hp.crop_style) for number in range(clip.num_frames)]
         if any(image is None for image in images):
             raise ValueError("oracle needs every frame of clip %s" % clip.id)
         mel_per_frame = float(hp.sample_rate) / (hp.hop_size * hp.fps)

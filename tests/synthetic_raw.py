@@ -15,7 +15,7 @@ def make_raw_speaker(out_dir, hp, num_clips=4, seconds=4.0, seed=0, frame_size=s
     """Write ``out_dir/videos/clipNNN.mp4`` (frame_size x frame_size at hp.fps, AAC audio); resumable.
 
     Returns the list of video paths. The known crop box of every frame is
-    ``common.synthetic.astronaut.face_box(frame_size)``.
+    ``common.synthetic.astronaut.face_box(frame_size, hp.crop_style)``.
     """
     videos = os.path.join(out_dir, "videos")
     if not os.path.isdir(videos):

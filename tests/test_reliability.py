@@ -395,4 +395,4 @@ def test_truncated_jpeg_is_detected_not_decoded_partially(synthetic_data, synthe
     clip = [c for c in dataset.ClipIndex(data, "train", synthetic_hp).clips if c.id == jpeg_clip][0]
     with pytest.raises(dataset.CorruptClipError, match="0.jpg is truncated"):
         dataset.read_training_crop(clip, 0, synthetic_hp)
-    assert crops.read(clip.path, 0, synthetic_hp.img_size) is None
+    assert crops.read(clip.path, 0, synthetic_hp.img_size, synthetic_hp.crop_style) is None

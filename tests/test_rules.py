@@ -24,21 +24,21 @@ def _pattern(size):
 
 
 @pytest.mark.parametrize("written, read", [(8, 16), (32, 16), (16, 16)])
-def test_a_crop_of_another_size_is_read_resized_by_the_preprocessing_rule(tmp_path, written, read):
+def test_a_square_margin_crop_of_another_size_is_read_resized_by_the_preprocessing_rule(tmp_path, written, read):
     crops.write(str(tmp_path), 0, _pattern(written))
     decoded = cv2.cvtColor(cv2.imread(crops.path(str(tmp_path), 0)), cv2.COLOR_BGR2RGB)
     interpolation = cv2.INTER_AREA if written >= read else cv2.INTER_CUBIC
     expected = decoded if written == read else cv2.resize(decoded, (read, read), interpolation=interpolation)
-    got = crops.read(str(tmp_path), 0, read)
+    got = crops.read(str(tmp_path), 0, read, crops.SQUARE_MARGIN)
     assert got.shape == (read, read, 3)
     np.testing.assert_array_equal(got, expected)
-    assert crops.read(str(tmp_path), 1, read) is None
+    assert crops.read(str(tmp_path), 1, read, crops.SQUARE_MARGIN) is None
 
 
-def test_cut_takes_the_box_then_resizes(tmp_path):
+def test_square_margin_cut_takes_the_box_then_resizes(tmp_path):
     frame = _pattern(64)
-    np.testing.assert_array_equal(crops.cut(frame, (8, 4, 16), 16), frame[4:20, 8:24])
-    assert crops.cut(frame, (0, 0, 32), 16).shape == (16, 16, 3)
+    np.testing.assert_array_equal(crops.cut(frame, (8, 4, 24, 20), 16, crops.SQUARE_MARGIN), frame[4:20, 8:24])
+    assert crops.cut(frame, (0, 0, 32, 32), 16, crops.SQUARE_MARGIN).shape == (16, 16, 3)
 
 
 @pytest.mark.parametrize("preset", ["synthetic", "default"])

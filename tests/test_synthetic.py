@@ -85,10 +85,11 @@ def test_formants_follow_articulation(hp):
     assert np.corrcoef(track["spread"][voiced], track["f2"][voiced])[0, 1] > 0.5
 
 
-def test_haar_cascade_finds_the_face_in_rendered_frames(clip):
+def test_haar_cascade_finds_the_face_in_rendered_frames(clip, hp):
     frames = clip[0]
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    x, y, side = synthetic.face_box(frames.shape[1])
+    x0, y0, x1, y1 = synthetic.face_box(frames.shape[1], hp.crop_style)
+    x, y, side = x0, y0, max(x1 - x0, y1 - y0)
     hits = 0
     for frame in frames:
         found = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 1.05, 3, minSize=(20, 20))
@@ -101,21 +102,22 @@ def test_haar_cascade_finds_the_face_in_rendered_frames(clip):
     assert side < frames.shape[1] / 3.0
 
 
-def test_face_box_is_the_preprocessing_crop_of_the_detected_face(clip):
+@pytest.mark.parametrize("style", hparams.CROP_STYLES)
+def test_face_box_is_the_preprocessing_crop_of_the_detected_face(clip, style):
     """Synthetic crops and crops preprocessed from raw synthetic video must show the same region."""
     frames = clip[0]
     boxes = faces.make_detector(faces.DEFAULT_DETECTOR).detect(frames)
-    boxes = crops.crop_boxes(boxes[:, :4], crops.MARGIN, frames.shape[2], frames.shape[1])
-    x, y, side = synthetic.face_box(frames.shape[1])
-    ious = [faces.iou([c[0], c[1], c[0] + c[2], c[1] + c[2]], [x, y, x + side, y + side]) for c in boxes]
-    # Measured IoU mean 0.94, min 0.83 (unsmoothed boxes; the cascade-box crop it replaced gave 0.74).
+    boxes = crops.crop_boxes(boxes[:, :4], style, frames.shape[2], frames.shape[1])
+    box = synthetic.face_box(frames.shape[1], style)
+    ious = [faces.iou(c, box) for c in boxes]
+    # Measured IoU mean 0.94, min 0.83 (square-margin, unsmoothed boxes; the cascade-box crop it replaced gave 0.74).
     assert np.mean(ious) >= 0.9 and min(ious) >= 0.75
-    small = synthetic.face_box(160)
-    assert faces.iou([2 * small[0], 2 * small[1], 2 * (small[0] + small[2]), 2 * (small[1] + small[2])],
-                     [x, y, x + side, y + side]) >= 0.95
+    small = synthetic.face_box(160, style)
+    assert faces.iou([2 * v for v in small], box) >= 0.9
 
 
 def test_crop_face_uses_img_size(clip, hp):
+    hp = hp.replace(crop_style="square-margin")
     crops = synthetic.crop_face(clip[0][:5], hp)
     assert crops.dtype == np.uint8 and crops.shape == (5, hp.img_size, hp.img_size, 3)
     large = synthetic.crop_face(clip[0][:2], hp.replace(img_size=96))
@@ -133,12 +135,16 @@ def test_make_speaker_layout(speaker, hp):
         assert listed[name] == splits[name]
     assert len(listed["val"]) >= 2 and len(listed["test"]) >= 2 and len(listed["train"]) >= 1
     assert sorted(sum(listed.values(), [])) == sorted(os.listdir(root))
+    with open(os.path.join(data_dir, "crop_style.txt")) as f:
+        assert f.read() == hp.crop_style + "\n"
+    # The original's crops are stored as cut: the face box of the rendered frame size.
+    x0, y0, x1, y1 = synthetic.face_box(synthetic.frame_size_for(hp), "original")
     for clip_id in os.listdir(root):
         folder = os.path.join(root, clip_id)
         jpgs = sorted(int(n[:-4]) for n in os.listdir(folder) if n.endswith(".jpg"))
         assert jpgs == list(range(2 * hp.fps))
         image = cv2.imread(os.path.join(folder, "0.jpg"))
-        assert image.shape == (hp.img_size, hp.img_size, 3)
+        assert hp.crop_style == "original" and image.shape == (y1 - y0, x1 - x0, 3)
         info = sf.info(os.path.join(folder, "audio.wav"))
         assert (info.samplerate, info.channels, info.subtype) == (hp.sample_rate, 1, "PCM_16")
         spec = np.load(os.path.join(folder, "mels.npz"))["spec"]

@@ -41,6 +41,19 @@ class Range(object):
                                "]" if self.high_inclusive and self.high is not None else ")")
 
 
+class Choice(object):
+    """The values a string may take."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def contains(self, value):
+        return value in self.values
+
+    def __str__(self):
+        return "{%s}" % ", ".join(self.values)
+
+
 COUNT = Range(1)
 NON_NEGATIVE = Range(0)
 POSITIVE = Range(0, low_inclusive=False)
@@ -49,7 +62,16 @@ UNIT = Range(0, 1)
 FRACTION = Range(0, 1, high_inclusive=False)
 SHARE = Range(0, 1, low_inclusive=False)
 
-# name -> (default, description[, Range of meaningful values]). Grouped by section; defaults are the
+# How face crops are cut and read and whether audio is peak-rescaled before the mel (common/data/crops.py,
+# common/prep/preprocess.py): the original's first, faithful by default; ours one flag away.
+CROP_STYLES = ("original", "square-margin")
+# How predicted mel windows are joined (common/data/windows.py): ours by default (crossfade), the original's
+# (concat) one flag away.
+STITCHES = ("crossfade", "concat")
+# A run directory recorded before crop styles existed trained on square-margin crops.
+LEGACY_CROP_STYLE = "square-margin"
+
+# name -> (default, description[, Range or Choice of meaningful values]). Grouped by section; defaults are the
 # reference values. A value outside its Range (batch size 0, T=-5, a rate of 1.5) is refused before
 # TensorFlow sees it.
 DECLARED = {
@@ -63,7 +85,8 @@ DECLARED = {
     "fmax": (7600, "Highest mel filter frequency in Hz.", POSITIVE),
     "preemphasis": (0.97, "Pre-emphasis filter coefficient.", UNIT),
     "preemphasize": (True, "Apply pre-emphasis before the STFT (and de-emphasis after Griffin-Lim)."),
-    "rescaling_max": (0.9, "Peak amplitude waveforms are rescaled to on load.", SHARE),
+    "rescaling_max": (0.9, "Peak amplitude the audio is rescaled to before its mel with crop_style=square-margin "
+                           "(the original computes mels from the unscaled audio).", SHARE),
     "min_level_db": (-100, "Floor of the dB scale before normalisation.", NEGATIVE),
     "ref_level_db": (20, "Reference level subtracted from the dB spectrogram."),
     "max_abs_value": (4.0, "Mels are normalised to [-max_abs_value, max_abs_value].", POSITIVE),
@@ -72,11 +95,21 @@ DECLARED = {
     "griffin_lim_iters": (60, "Griffin-Lim iterations.", COUNT),
     # Video and windows
     "fps": (30, "Video frame rate the crops are sampled at.", COUNT),
-    "img_size": (96, "Side of the square RGB face crop in pixels.", COUNT),
+    "img_size": (96, "Side of the square face image the network reads (each crop is resized to it).", COUNT),
+    "crop_style": ("original", "original: the detector's tight box, stored as cut, read with cv2 (BGR) and resized "
+                               "bilinearly, mels of the unscaled audio (as Lip2Wav); square-margin: the box squared "
+                               "and grown 10% a side, stored at img_size, read as RGB, audio peak-rescaled to "
+                               "rescaling_max. Recorded in the data directory; training refuses another style's data.",
+                   Choice(*CROP_STYLES)),
     "T": (90, "Face frames per input window.", COUNT),
     "mel_step_size": (240, "Mel frames per target window (T / fps seconds at 80 frames/s).", COUNT),
     "overlap": (15, "Frames shared by consecutive windows when a long video is synthesised.", NON_NEGATIVE),
-    "mel_overlap": (40, "Mel frames crossfaded between consecutive synthesised windows.", NON_NEGATIVE),
+    "mel_overlap": (40, "Mel frames shared by consecutive synthesised windows (crossfaded, or dropped from the later "
+                        "window with stitch=concat).", NON_NEGATIVE),
+    "stitch": ("crossfade", "How synthesis joins the windows of a long clip: crossfade (windows until one reaches "
+                            "the end, the last padded) or concat (the original: full windows only, each later one "
+                            "without its first mel_overlap frames, the tail past the last full window dropped).",
+               Choice(*STITCHES)),
     # Encoder
     "enc_conv_num_blocks": (5, "3D-conv blocks, each a conv halving height and width and two residual convs "
                                "(kernels 5x5x5 first, else 3x3x3: fixed, as in the original); after the last a "
@@ -413,6 +446,7 @@ def load(path):
     saved = _read_json_object(path, "restore it from a backup or start a new run directory (its checkpoints need "
                                     "the exact hyperparameters they were trained with)")
     architecture = saved.pop(ARCHITECTURE_KEY, None)
+    saved.setdefault("crop_style", LEGACY_CROP_STYLE)
     if architecture != ARCHITECTURE:
         raise HParamsError("%s is of the network %s, not %s (the original Lip2Wav's) that this code builds; its "
                            "checkpoints cannot load: start a new run directory, or import an original checkpoint "

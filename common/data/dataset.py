@@ -122,7 +122,7 @@ def load_mels(clip, hp):
 def read_training_crop(clip, number, hp):
     """Crop ``number`` of ``clip`` for training: None if missing, CorruptClipError if truncated."""
     try:
-        return crops.read(clip.path, number, hp.img_size, strict=True)
+        return crops.read(clip.path, number, hp.img_size, hp.crop_style, strict=True)
     except crops.TruncatedCropError as exc:
         raise CorruptClipError("clip %s: %s; re-run preprocessing for it" % (clip.id, exc))
 
@@ -158,6 +158,7 @@ class ClipIndex(object):
             raise DatasetError("data directory %s does not exist; %s" % (data_dir, MAKE_DATA_HINT))
         if not os.path.isdir(self.root):
             raise DatasetError("%s has no preprocessed/ folder; %s" % (data_dir, MAKE_DATA_HINT))
+        crops.check_style(data_dir, hp)
         list_path = os.path.join(data_dir, split + ".txt")
         if not os.path.isfile(list_path):
             raise DatasetError("split list %s does not exist; write one clip or video id per line "
@@ -244,7 +245,7 @@ def windows_for_clip(clip, hp):
     later) frame. Returns (frames float32 [W, T, S, S, 3] in [0, 1], mel_starts list of int).
     """
     starts = windows.window_starts(clip.num_frames, hp)
-    images = [crops.read(clip.path, number, hp.img_size) for number in range(clip.num_frames)]
+    images = [crops.read(clip.path, number, hp.img_size, hp.crop_style) for number in range(clip.num_frames)]
     present = [i for i, image in enumerate(images) if image is not None]
     if not present:
         raise DatasetError("clip %s: no readable frame JPEG in %s; re-run preprocessing for it" % (clip.id, clip.path))

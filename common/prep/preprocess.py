@@ -25,6 +25,7 @@ import numpy as np
 from common import atomic
 from common import cli
 from common import progress
+from common.config import hparams as hparams_lib
 from common.data import audio
 from common.data import crops
 from common.data import dataset
@@ -53,14 +54,14 @@ class ClipFault(Exception):
 
 
 Options = collections.namedtuple(
-    "Options", "detector detect_max_side smooth_frames max_gap_seconds max_missing margin jpeg_quality min_frames "
+    "Options", "detector detect_max_side smooth_frames max_gap_seconds max_missing jpeg_quality min_frames "
                "fix_sync max_offset")
 
 
 def default_options(hp, **overrides):
     """Preprocessing knobs."""
     values = dict(detector=faces.DEFAULT_DETECTOR, detect_max_side=640, smooth_frames=5, max_gap_seconds=0.5,
-                  max_missing=0.2, margin=crops.MARGIN, jpeg_quality=crops.JPEG_QUALITY, min_frames=hp.T,
+                  max_missing=0.2, jpeg_quality=crops.JPEG_QUALITY, min_frames=hp.T,
                   fix_sync=False, max_offset=None)
     unknown = set(overrides) - set(values)
     if unknown:
@@ -125,7 +126,7 @@ def crop_video(path, out_dir, hp, opts, detector=None, max_frames=None):
     """Write the face crops of a video as ``out_dir/<i>.jpg`` (detect, fill and smooth boxes, crop, JPEG).
 
     At most ``max_frames`` frames are kept (the ones the audio covers). Returns (crop boxes
-    [n, 3] of (x0, y0, side), detections [n, 5], frames without a face, (width, height));
+    [n, 4] of (x0, y0, x1, y1) cut by hp.crop_style, detections [n, 5], frames without a face, (width, height));
     raises ClipFault for a video that cannot give ``opts.min_frames`` usable frames.
     """
     detector = detector or faces.make_detector(opts.detector)
@@ -138,12 +139,13 @@ def crop_video(path, out_dir, hp, opts, detector=None, max_frames=None):
         raise ClipFault("too_short", "%d usable frames, fewer than min_frames=%d" % (n, opts.min_frames))
     boxes = boxes[:n]
     filled, n_missing = fill_boxes(boxes[:, :4], hp.fps, opts)
-    boxes_out = crops.crop_boxes(filled, opts.margin, width, height)
+    boxes_out = crops.crop_boxes(filled, hp.crop_style, width, height)
     written = 0
     try:
         for batch in video.iter_frames(path, fps=hp.fps):
             for frame in batch[:n - written]:
-                crops.write(out_dir, written, crops.cut(frame, boxes_out[written], hp.img_size), opts.jpeg_quality)
+                crops.write(out_dir, written, crops.cut(frame, boxes_out[written], hp.img_size, hp.crop_style),
+                            opts.jpeg_quality)
                 written += 1
     except video.VideoError as exc:
         raise ClipFault("unreadable", str(exc))
@@ -195,7 +197,7 @@ def _build_clip(path, tmp, hp, opts, detector, require_audio):
         stats["sync"], wav = check_sync(tmp, wav, n, hp, opts)
         audio.save_wav(wav, wav_path, hp.sample_rate)
         stored = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
-        mel = audio.melspectrogram(_rescale(stored, hp.rescaling_max), hp)
+        mel = audio.melspectrogram(mel_input(stored, hp), hp)
         np.savez(os.path.join(tmp, "mels.npz"), spec=mel.astype(np.float32))
         stats["mel_frames"] = int(mel.shape[1])
     np.save(os.path.join(tmp, "boxes.npy"), np.concatenate([boxes_out, boxes[:, 4:5]], axis=1).astype(np.float32))
@@ -213,7 +215,7 @@ def check_sync(clip_dir, wav, n, hp, opts):
     from common.prep import sync
     samples_per_frame = hp.sample_rate / float(hp.fps)
     length = timing.num_samples(n, hp)
-    mouth_frames = sync.read_crops(clip_dir)
+    mouth_frames = sync.read_crops(clip_dir, hp)
     found = sync.estimate(mouth_frames, wav[:length], hp.sample_rate, hp.fps)
     record = sync.as_record(found)
     residual = found.offset
@@ -230,9 +232,12 @@ def check_sync(clip_dir, wav, n, hp, opts):
     return record, wav[:length]
 
 
-def _rescale(wav, peak_to):
+def mel_input(wav, hp):
+    """The audio a clip's mel is computed from: as stored (original), or peak-rescaled to hp.rescaling_max."""
+    if hp.crop_style == crops.ORIGINAL:
+        return wav
     peak = np.abs(wav).max() if wav.size else 0.0
-    return wav / peak * peak_to if peak > 0 else wav
+    return wav / peak * hp.rescaling_max if peak > 0 else wav
 
 
 def _tmp_root(out_dir):
@@ -284,7 +289,6 @@ def _init_worker(detector_name):
 
 
 def _work(task):
-    from common.config import hparams as hparams_lib
     clip_id, path, out_dir, hp_values, opts = task
     hp = hparams_lib.HParams(hp_values)  # HParams objects do not pickle; their dict does
     start = time.time()
@@ -315,9 +319,10 @@ def run(clips, data_dir, hp, opts=None, workers=2):
         os.makedirs(os.path.join(root, TMP_DIR))
     except OSError as exc:
         raise PreprocessError("cannot write to %s (%s); pass a writable --data DIR" % (root, exc.strerror or exc))
+    crops.record_style(data_dir, hp.crop_style)
     report = collections.OrderedDict([
         ("data_dir", os.path.abspath(data_dir)), ("detector", opts.detector), ("options", opts._asdict()),
-        ("fps", hp.fps), ("img_size", hp.img_size), ("clips", len(clips)), ("kept", collections.OrderedDict()),
+        ("fps", hp.fps), ("img_size", hp.img_size), ("crop_style", hp.crop_style), ("clips", len(clips)), ("kept", collections.OrderedDict()),
         ("already_done", 0), ("dropped", collections.OrderedDict())])
     tasks = []
     for clip_id, path in clips:
@@ -451,6 +456,7 @@ def dataset_report(data_dir, hp):
     """Per-split hours, clips, usable windows and missing frames, plus the last run's drops (one screen)."""
     if not os.path.isdir(data_dir):
         raise PreprocessError("data directory %s does not exist; pass --data DIR" % data_dir)
+    hp = hp.replace(crop_style=crops.recorded_style(data_dir) or hp.crop_style)  # report what is there
     lines = ["%-6s %6s %8s %9s %15s %15s" % ("split", "clips", "hours", "frames", "usable windows", "frames missing")]
     for split, facts in dataset.summarise(data_dir, hp).items():
         if "error" in facts:
@@ -528,6 +534,8 @@ def main(argv=None):
     parser.add_argument("--data", default="data", help="data root (speaker mode) or data dir (--videos mode)")
     parser.add_argument("--preset", help="hparams preset: sets fps and img_size (default: the speaker's, else default)")
     parser.add_argument("--hparams", default="", help="overrides k=v,...")
+    parser.add_argument("--crop-style", choices=hparams_lib.CROP_STYLES, default=None,
+                        help="how faces are cropped and audio levelled (hparams crop_style; default: the original's)")
     parser.add_argument("--detector", default=faces.DEFAULT_DETECTOR, help="one of %s" % ", ".join(sorted(faces.DETECTORS)))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--detect-max-side", type=int, default=640,
@@ -542,9 +550,11 @@ def main(argv=None):
 
 
 def _run_cli(args):
-    from common.config import hparams as hparams_lib
     preset = args.preset or (args.speaker if args.speaker else "default")
-    hp = hparams_lib.resolve(preset, overrides=args.hparams)
+    overrides = hparams_lib.parse_overrides(args.hparams)
+    if args.crop_style:
+        overrides["crop_style"] = args.crop_style
+    hp = hparams_lib.resolve(preset, overrides=overrides)
     if args.report:
         print(dataset_report(args.report, hp))
         return

@@ -22,7 +22,6 @@ after the mouth makes it); ``shift_audio(wav, k, ...)`` takes it back.
 import collections
 import os
 
-import cv2
 import numpy as np
 
 from common.data import crops
@@ -125,20 +124,21 @@ def shift_audio(wav, offset, samples_per_frame, length):
     return out
 
 
-def read_crops(clip_dir):
-    """The face crops ``<i>.jpg`` of a clip folder as uint8 [N, H, W, 3] RGB, in frame order."""
+def read_crops(clip_dir, hp):
+    """The face crops ``<i>.jpg`` of a clip folder as the network reads them, uint8 [N, img_size, img_size, 3]
+    (channel order of hp.crop_style: motion energy is grey, so it does not matter), in frame order."""
     numbers = sorted(dataset.frame_numbers(os.listdir(clip_dir)))
-    frames = [cv2.imread(crops.path(clip_dir, i)) for i in numbers]
+    frames = [crops.read(clip_dir, i, hp.img_size, hp.crop_style) for i in numbers]
     if not frames:
         return np.zeros((0, 1, 1, 3), np.uint8)
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames])
+    return np.stack(frames)
 
 
 def estimate_folder(clip_dir, hp):
     """Estimate for a preprocessed clip folder (``<i>.jpg`` crops and audio.wav), any speaker."""
     from common.data import audio
     wav = audio.load_wav(os.path.join(clip_dir, "audio.wav"), hp.sample_rate, rescaling_max=None)
-    return estimate(read_crops(clip_dir), wav, hp.sample_rate, hp.fps)
+    return estimate(read_crops(clip_dir, hp), wav, hp.sample_rate, hp.fps)
 
 
 def as_record(result):

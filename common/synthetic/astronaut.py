@@ -101,14 +101,13 @@ def detected_face():
     return tuple(float(v) for v in np.nanmedian(boxes, axis=0) * _astronaut().shape[0] / float(FRAME_SIZE))
 
 
-def face_box(frame_size):
-    """The crop box (x, y, side) in a rendered frame of ``frame_size`` pixels.
+def face_box(frame_size, style):
+    """The crop box (x0, y0, x1, y1) in a rendered frame of ``frame_size`` pixels.
 
-    The detected face box grown by the crop margin, as preprocessing crops it.
+    The detected face box cut by crop style ``style``, as preprocessing crops it.
     """
     box = np.array([detected_face()]) * frame_size / float(_astronaut().shape[0])
-    x, y, side = crops.crop_boxes(box, crops.MARGIN, frame_size, frame_size)[0]
-    return int(x), int(y), int(side)
+    return tuple(int(v) for v in crops.crop_boxes(box, style, frame_size, frame_size)[0])
 
 
 @functools.lru_cache(maxsize=None)
@@ -264,15 +263,15 @@ def render_clip(seed, hp, seconds, frame_size=FRAME_SIZE):
 
 
 def crop_face(frames, hp):
-    """Face crops uint8 [N, img_size, img_size, 3] cut with the known face box."""
-    box = face_box(frames.shape[1])
-    return np.stack([crops.cut(frame, box, hp.img_size) for frame in frames])
+    """Face crops uint8 [N, H, W, 3] RGB cut with the known face box as hp.crop_style stores them."""
+    box = face_box(frames.shape[1], hp.crop_style)
+    return np.stack([crops.cut(frame, box, hp.img_size, hp.crop_style) for frame in frames])
 
 
 def frame_size_for(hp):
     """Smallest frame (at least 160) whose face box is not upscaled to img_size."""
-    side_at_512 = face_box(512)[2]
-    return int(max(160, min(512, np.ceil(hp.img_size * 512.0 / side_at_512))))
+    x0, y0, x1, y1 = face_box(512, hp.crop_style)
+    return int(max(160, min(512, np.ceil(hp.img_size * 512.0 / max(x1 - x0, y1 - y0)))))
 
 
 def write_clip(folder, frames, wav, hp):
@@ -297,7 +296,7 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
     def write(folder, index):
         frames, wav = render_clip(_clip_seed(seed, index), hp, seconds, frame_size)
         write_clip(folder, frames, wav, hp)
-    splits = write_speaker(data_dir, num_clips, write, "synthetic speaker")
+    splits = write_speaker(data_dir, num_clips, write, "synthetic speaker", hp.crop_style)
     LOG.info("synthetic speaker: %d clips of %.1f s in %s (%s)", num_clips, seconds, data_dir,
              ", ".join("%s %d" % (k, len(v)) for k, v in sorted(splits.items())))
     return splits
@@ -308,14 +307,16 @@ def _clip_seed(seed, index):
     return (seed * 1000003 + index) % 2 ** 32
 
 
-def write_speaker(data_dir, num_clips, write, description):
+def write_speaker(data_dir, num_clips, write, description, style):
     """Clips clip000.. of an embedded speaker, each built by ``write(folder, index)`` in a temporary folder and
-    renamed when whole (an existing clip folder is complete and skipped on re-runs), then the split lists."""
+    renamed when whole (an existing clip folder is complete and skipped on re-runs), then the split lists; the
+    data directory records crop style ``style``."""
     if num_clips < 5:
         raise SyntheticError("num_clips=%d is too few for train/val/test; use --clips 5 or more" % num_clips)
     root = os.path.join(data_dir, "preprocessed")
     if not os.path.isdir(root):
         os.makedirs(root)
+    crops.record_style(data_dir, style)
     ids = ["clip%03d" % i for i in range(num_clips)]
     for i, clip_id in enumerate(progress.bar(ids, desc=description, unit="clip")):
         final = os.path.join(root, clip_id)

@@ -84,7 +84,7 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=DEFAULT_SECONDS, seed=0):
         clip = render_clip(_clip_seed(seed, index), hp, seconds, frame_size)
         astronaut.write_clip(folder, clip.frames, clip.wav, hp)
         align.write_align(os.path.join(folder, align.TRANSCRIPT), clip.spans, len(clip.wav) / float(hp.sample_rate))
-    splits = astronaut.write_speaker(data_dir, num_clips, write, "GRID speaker")
+    splits = astronaut.write_speaker(data_dir, num_clips, write, "GRID speaker", hp.crop_style)
     LOG.info("GRID speaker: %d clips of %.1f s in %s", num_clips, seconds, data_dir)
     return splits
 

@@ -25,6 +25,7 @@ import numpy as np
 from common import atomic
 from common import cli
 from common.config import hparams as hparams_lib
+from common.data import crops
 from common.errors import Lip2WavError
 from common.model import network
 from common.tf_compat import tf
@@ -204,6 +205,10 @@ class Plan(object):
 def import_checkpoint(source, run_dir, hp):
     """Write ``run_dir`` (hparams.json, checkpoints/model.ckpt-<step>) from ``source``; returns the Plan."""
     prefix = checkpoint_prefix(source)
+    if hp.crop_style != crops.ORIGINAL:
+        raise CheckpointImportError("crop_style=%s: the original's checkpoints were trained on its own crops; drop "
+                                    "the crop_style override (the run must read crop_style=%s data)"
+                                    % (hp.crop_style, crops.ORIGINAL))
     if os.path.exists(run_dir) and (not os.path.isdir(run_dir) or os.listdir(run_dir)):
         raise CheckpointImportError("--run-dir %s already exists; pass a new folder (an import never overwrites a "
                                     "run)" % run_dir)

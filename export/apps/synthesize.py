@@ -5,7 +5,7 @@ Inputs are a video file, a preprocessed clip folder (``<i>.jpg`` crops, optional
 through common.prep.preprocess into a temporary clip folder and are read back by
 common.data.dataset.windows_for_clip, so synthesis sees exactly the crops training saw (same
 detector, smoothing, margin and JPEG round trip). Windows of T frames start every
-T - overlap frames; their mel windows are crossfaded by common.data.windows.stitch.
+T - overlap frames; their mel windows are joined by common.data.windows.join (hp.stitch).
 Every output is written under a temporary name and renamed when whole.
 
     python -m export.apps.synthesize --checkpoint RUN_OR_CKPT --video clip.mp4 --out speech.wav
@@ -145,7 +145,7 @@ class Synthesizer(object):
         self.close()
 
     def predict_mel(self, clip, progress=True):
-        """Clip -> stitched predicted mel [mel frames of the clip's duration, num_mels]."""
+        """Clip -> stitched predicted mel [num_mels columns; the clip's duration, or less with stitch=concat]."""
         hp = self.hp
         faces, mel_starts = dataset.windows_for_clip(clip, hp)
         mels = []
@@ -154,14 +154,14 @@ class Synthesizer(object):
             for start in range(0, len(faces), self.batch_size):
                 mels.append(self.predictor.predict(faces[start:start + self.batch_size]))
                 bar.update(len(mels[-1]))
-        return windows.stitch(np.concatenate(mels), mel_starts, timing.mel_frames(clip.num_frames, hp),
-                              hp.mel_overlap)
+        return windows.join(np.concatenate(mels), mel_starts, timing.mel_frames(clip.num_frames, hp), hp)
 
     def synthesize_clip(self, clip, progress=True):
-        """Clip -> Result with the wav trimmed to the clip's duration (and its ground truth if any)."""
+        """Clip -> Result with the wav trimmed to the clip's duration or the mel's, the shorter (and its ground
+        truth if any)."""
         mel = self.predict_mel(clip, progress)
         target_mel, target_wav = ground_truth(clip, self.hp)
-        wav = vocode(mel, self.hp, timing.num_samples(clip.num_frames, self.hp))
+        wav = vocode(mel, self.hp, min(timing.num_samples(clip.num_frames, self.hp), len(mel) * self.hp.hop_size))
         return Result(clip.id, wav, mel, target_mel, target_wav)
 
     def synthesize_path(self, path, work_dir, progress=True):
@@ -236,8 +236,9 @@ def mux(source, wav_path, out_path, hp):
 
 
 def _frame_or_black(clip, number, hp):
-    image = crops.read(clip.path, number, hp.img_size)
-    return image if image is not None else np.zeros((hp.img_size, hp.img_size, 3), np.uint8)
+    image = crops.read(clip.path, number, hp.img_size, hp.crop_style)
+    return crops.to_rgb(image, hp.crop_style) if image is not None else np.zeros((hp.img_size, hp.img_size, 3),
+                                                                                  np.uint8)
 
 
 def synthesize(checkpoint, input_path, out, target="gpu", batch_size=graph.DEFAULT_BATCH_SIZE, plot=False, mux_video=False):
