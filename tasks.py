@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import sys
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -130,6 +131,7 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
         launch.train_module(target)
         device_ids = launch.parse_devices(devices or "0")
         host_list = launch.parse_hosts(hosts) if hosts else None
+        interface = cluster.preflight(host_list, str(engine.ROOT), sys.executable) if host_list else None
         table = launch.read_rank_table(rank_table) if rank_table else None
         ranks = server = None
         if table is not None:
@@ -157,7 +159,7 @@ def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", pr
         table_path = (str(Path(rank_table).resolve()) if table else
                       engine.rank_table(target, run_path, device_ids, emulate, container_path=False))
         engine.train_local(target, device_ids, launch.train_args(data_dir, run_path, **flags), emulate, table_path,
-                           ranks=ranks, hosts=host_list, server=server)
+                           ranks=ranks, hosts=host_list, server=server, interface=interface)
         return
     table_path = engine.rank_table(target, run_path, device_ids, emulate, container_path=True, table=table)
     args = launch.train_args(launch.CONTAINER_DATA, launch.CONTAINER_RUN, **flags)

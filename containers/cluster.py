@@ -135,6 +135,17 @@ def check_gpu_hosts(hosts, root, python, interface):
         check_hostname("host %s" % host, result.stdout.strip(), interface)
 
 
+def preflight(hosts, root, python):
+    """Before a multi-host GPU start (nothing written yet): the interface this host reaches the others through,
+    every remote host checked (check_gpu_hosts); None when every host is this one. LaunchError: one line."""
+    remote = [host for host, _ in hosts if not is_local(host)]
+    if not remote:
+        return None
+    interface = route_to(remote[0])
+    check_gpu_hosts(hosts, root, python, interface)
+    return interface
+
+
 def reachable(host, timeout_seconds=5):
     command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % timeout_seconds, host, "true"]
     return subprocess.call(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

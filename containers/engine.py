@@ -154,17 +154,11 @@ def emulate_missing_npus(devices: list[int]) -> bool:
 
 def train_local(target: str, devices: list[int], args: list[str], emulate: bool, rank_table: str | None,
                 ranks: tuple[list[int], int] | None = None, hosts: list[tuple[str, int]] | None = None,
-                server: tuple[dict, str] | None = None) -> None:
-    """Run the ranks of this host. ``server``: (several-server rank table, this server's id), whose emulated
-    ranks meet the other servers' at the rendezvous of the table's first server (cluster.server_rendezvous)."""
-    try:
-        remote = [host for host, _ in hosts or [] if not cluster.is_local(host)]
-        if remote:
-            interface = cluster.route_to(remote[0])
-            cluster.check_gpu_hosts(hosts, str(ROOT), sys.executable, interface)
-    except launch.LaunchError as exc:
-        raise Exit(str(exc), code=2) from None
-    if remote:
+                server: tuple[dict, str] | None = None, interface: str | None = None) -> None:
+    """Run the ranks of this host. ``interface``: set for several GPU hosts (cluster.preflight), horovodrun starts
+    them all. ``server``: (several-server rank table, this server's id), whose emulated ranks meet the other
+    servers' at the rendezvous of the table's first server (cluster.server_rendezvous)."""
+    if interface:
         command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts, interface=interface)
         overlay = {"LIP2WAV_EMULATE": "1"} if emulate else {}  # horovodrun passes its environment to every rank
         echo(" ".join([f"{k}={v}" for k, v in overlay.items()] + [shlex.quote(a) for a in command]))

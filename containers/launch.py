@@ -30,6 +30,8 @@ HCCN_CONF = "/etc/hccn.conf"
 # After one rank fails the others get SIGTERM, then SIGKILL this much later: a rank blocked in a collective
 # with a dead peer never reaches a step boundary, and the whole job must end within a minute.
 STOP_GRACE_SECONDS = 20
+# A Gloo collective whose peer went silent (a host whose link is down) fails after this long, so the surviving
+# ranks exit and the job ends within a minute (Horovod's default too, set explicitly so the bound is ours).
 GLOO_TIMEOUT_SECONDS = 30
 
 
@@ -291,7 +293,8 @@ def train_command(target, devices, args, python="python3", hosts=None, interface
         total = sum(slots for _, slots in hosts)
         launcher = [_horovodrun(python), "-np", str(total), "-H", ",".join("%s:%d" % h for h in hosts)]
         if interface:
-            launcher += ["--gloo", "--network-interface", interface]
+            launcher += ["--gloo", "--network-interface", interface,
+                         "--gloo-timeout-seconds", str(GLOO_TIMEOUT_SECONDS)]
         return launcher + command
     return command
 

@@ -17,6 +17,7 @@ Everything made here (namespaces, processes, mounts, files) goes in ``close()``,
 and an atexit hook both call, so a failing test or an interrupted session leaves nothing behind.
 """
 import atexit
+import contextlib
 import os
 import random
 import shutil
@@ -73,6 +74,7 @@ class Hosts(object):
         os.makedirs(self.only_on_h1)
         self.bin = os.path.join(self.dir, "bin")
         self._sshd = []
+        self._sshd_argv = []
         self._mounts = []
         self._made = []
         self._closed = False
@@ -127,10 +129,8 @@ class Hosts(object):
             sshd = [SSHD, "-D", "-e", "-f", config]
             if index == 1:  # host 2 lacks whatever a test puts under only_on_h1
                 sshd = ["sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$@"', self.only_on_h1] + sshd
-            log = open(os.path.join(self.dir, "sshd%d.log" % (index + 1)), "w")
-            self._sshd.append(subprocess.Popen(self.command(index, sshd), stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
-            log.close()
+            self._sshd_argv.append(sshd)
+            self._sshd.append(self._start_sshd(index))
         with open(os.path.join(keys, "known_hosts"), "w") as handle:
             handle.write("\n".join(known) + "\n")
         config = os.path.join(self.dir, "ssh_config")
@@ -149,6 +149,26 @@ class Hosts(object):
             while self.run(0, ["ssh", address, "true"]).returncode != 0:
                 if time.monotonic() > deadline:
                     raise RuntimeError("sshd on %s did not answer: %s" % (address, self.sshd_log()))
+                time.sleep(0.2)
+
+    def _start_sshd(self, index):
+        with open(os.path.join(self.dir, "sshd%d.log" % (index + 1)), "a") as log:
+            return subprocess.Popen(self.command(index, self._sshd_argv[index]), stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    @contextlib.contextmanager
+    def sshd_stopped(self, host):
+        """Host ``host`` (1: h2) refuses ssh connections while the block runs; its sshd is back afterwards."""
+        self._sshd[host].kill()
+        self._sshd[host].wait()
+        try:
+            yield
+        finally:
+            self._sshd[host] = self._start_sshd(host)
+            deadline = time.monotonic() + 20
+            while self.run(0, ["ssh", self.addresses[host], "true"]).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("sshd on %s did not come back: %s" % (self.addresses[host], self.sshd_log()))
                 time.sleep(0.2)
 
     def sshd_log(self):
