@@ -73,44 +73,6 @@ def default_options(hp, **overrides):
     return Options(**values)
 
 
-def fill_boxes(boxes, fps, opts):
-    """Fill NaN rows of ``boxes`` [N, 4] by interpolation and median-smooth them over time.
-
-    Raises ClipFault("no_face") when more than ``max_missing`` of the frames, or a gap longer
-    than ``max_gap_seconds``, lack a face. Returns (filled boxes, number of frames filled).
-    """
-    n = len(boxes)
-    missing = np.isnan(boxes[:, 0])
-    n_missing = int(missing.sum())
-    if n_missing == n:
-        raise ClipFault("no_face", "no face found in any of %d frames" % n)
-    longest = _longest_run(missing)
-    max_gap = int(round(opts.max_gap_seconds * fps))
-    if n_missing > opts.max_missing * n or longest > max_gap:
-        raise ClipFault("no_face", "no face in %d of %d frames (%.0f%%, longest gap %d frames; limits %.0f%%, %d)" % (
-            n_missing, n, 100.0 * n_missing / n, longest, 100 * opts.max_missing, max_gap))
-    filled = boxes.copy()
-    if n_missing:
-        have = np.flatnonzero(~missing)
-        for col in range(4):
-            filled[missing, col] = np.interp(np.flatnonzero(missing), have, boxes[have, col])
-    k = int(opts.smooth_frames)
-    if k > 1 and n > 1:
-        half = k // 2
-        padded = np.concatenate([np.repeat(filled[:1], half, 0), filled, np.repeat(filled[-1:], half, 0)])
-        windows = np.stack([padded[i:i + n] for i in range(2 * half + 1)])
-        filled = np.median(windows, axis=0)
-    return filled, n_missing
-
-
-def _longest_run(mask):
-    best = run = 0
-    for value in mask:
-        run = run + 1 if value else 0
-        best = max(best, run)
-    return best
-
-
 def detect_clip(path, fps, detector, max_side):
     """Face boxes [N, 5] (x0, y0, x1, y1, score; NaN when none) in full-frame pixels, and (width, height)."""
     info = video.probe(path)
@@ -141,7 +103,10 @@ def crop_video(path, out_dir, hp, opts, detector=None, max_frames=None):
     if n < max(1, opts.min_frames):
         raise ClipFault("too_short", "%d usable frames, fewer than min_frames=%d" % (n, opts.min_frames))
     boxes = boxes[:n]
-    filled, n_missing = fill_boxes(boxes[:, :4], hp.fps, opts)
+    try:
+        filled, n_missing = faces.fill_boxes(boxes[:, :4], hp.fps, opts)
+    except faces.NoFaceError as exc:
+        raise ClipFault("no_face", str(exc))
     boxes_out = crops.crop_boxes(filled, hp.crop_style, width, height)
     written = 0
     try:
