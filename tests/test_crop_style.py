@@ -134,6 +134,7 @@ def quiet_video(tmp_path_factory):
     return path
 
 
+@pytest.mark.workstation  # ffmpeg from imageio-ffmpeg
 @pytest.mark.parametrize("style", ["original", "square-margin"])
 def test_preprocessing_mels_and_crops_follow_the_style(quiet_video, tmp_path, style):
     hp = HP.replace(crop_style=style)
@@ -156,3 +157,11 @@ def test_preprocessing_mels_and_crops_follow_the_style(quiet_video, tmp_path, st
     with pytest.raises(crops.CropStyleError):
         preprocess.run([("clip", quiet_video)], data, hp.replace(crop_style=({"original", "square-margin"} - {style}).pop()),
                        workers=1)
+
+
+def test_import_checkpoint_writes_original_style_runs_only(tmp_path):
+    from export.apps import import_checkpoint
+    with pytest.raises(import_checkpoint.CheckpointImportError, match="crop_style=square-margin"):
+        import_checkpoint.import_checkpoint(str(tmp_path / "nothing"), str(tmp_path / "run"),
+                                            HP.replace(crop_style="square-margin"))
+    assert not (tmp_path / "run").exists()

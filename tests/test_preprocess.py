@@ -154,13 +154,12 @@ def test_fill_boxes_interpolates_short_gaps_and_rejects_long_ones(hp):
     boxes = np.tile(np.array([[10.0, 10.0, 30.0, 30.0]]), (30, 1))
     boxes[:, 0] += np.arange(30)
     boxes[5:8] = np.nan
-    filled, missing = preprocess.fill_boxes(boxes, 30, opts)
+    filled, missing = faces.fill_boxes(boxes, 30, opts)
     assert missing == 3 and np.allclose(filled[5:8, 0], [15, 16, 17])
     boxes[5:25] = np.nan
-    with pytest.raises(preprocess.ClipFault) as info:
-        preprocess.fill_boxes(boxes, 30, opts)
-    assert info.value.reason == "no_face"
-    smooth = preprocess.fill_boxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10.0],
+    with pytest.raises(faces.NoFaceError, match="no face in 20 of 30 frames"):
+        faces.fill_boxes(boxes, 30, opts)
+    smooth = faces.fill_boxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10.0],
                                              [0, 0, 10, 10]]), 30, preprocess.default_options(hp))[0]
     assert np.allclose(smooth[2], [0, 0, 10, 10])  # a one-frame outlier is removed by the median
 

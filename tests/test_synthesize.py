@@ -223,3 +223,17 @@ def test_oracle_synthesis_of_a_clip_folder_writes_the_true_mels_speech(synthetic
     spec = dataset.load_mels(clip, synthetic_hp)
     expected = synthesize.vocode(spec.T, synthetic_hp, len(result.target_wav))
     np.testing.assert_allclose(result.wav, expected, atol=1e-4)
+
+
+def test_concat_keeps_full_windows_and_the_wav_follows_the_shorter_mel(synthetic_data, synthetic_hp):
+    from tests.oracle import OraclePredictor
+    hp = synthetic_hp.replace(stitch="concat")
+    clip = dataset.ClipIndex(synthetic_data, "test", hp).clips[0]
+    # 2 s at 30 fps: full windows of T=30 every 25 frames start at 0 and 25 (50 + 30 > 60).
+    assert clip.num_frames == 60 and windowing.window_starts(clip.num_frames, hp) == [0, 25]
+    with synthesize.Synthesizer("oracle", predictor=OraclePredictor(synthetic_data, hp)) as synth:
+        result = synth.synthesize_clip(clip, progress=False)
+    assert len(result.mel) == 80 + (80 - 12)
+    spec = dataset.load_mels(clip, hp)
+    np.testing.assert_allclose(result.mel[:80], spec[:, :80].T, atol=ORACLE_MAX_ABS_ERROR)
+    assert len(result.wav) == len(result.mel) * hp.hop_size < timing.num_samples(clip.num_frames, hp)

@@ -20,6 +20,10 @@ class DetectorError(Lip2WavError, RuntimeError):
     """A detector that cannot be created here; the message names the fix."""
 
 
+class NoFaceError(Exception):
+    """A clip with too many frames, or too long a gap, without a face (preprocessing drops it)."""
+
+
 class FaceDetector(object):
     """detect(frames uint8 [n, H, W, 3] RGB) -> float array [n, 5] of (x0, y0, x1, y1, score).
 
@@ -165,3 +169,41 @@ def iou(a, b):
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def fill_boxes(boxes, fps, opts):
+    """Fill NaN rows of ``boxes`` [N, 4] by interpolation and median-smooth them over time.
+
+    Raises NoFaceError when more than ``opts.max_missing`` of the frames, or a gap longer
+    than ``opts.max_gap_seconds``, lack a face. Returns (filled boxes, number of frames filled).
+    """
+    n = len(boxes)
+    missing = np.isnan(boxes[:, 0])
+    n_missing = int(missing.sum())
+    if n_missing == n:
+        raise NoFaceError("no face found in any of %d frames" % n)
+    longest = _longest_run(missing)
+    max_gap = int(round(opts.max_gap_seconds * fps))
+    if n_missing > opts.max_missing * n or longest > max_gap:
+        raise NoFaceError("no face in %d of %d frames (%.0f%%, longest gap %d frames; limits %.0f%%, %d)" % (
+            n_missing, n, 100.0 * n_missing / n, longest, 100 * opts.max_missing, max_gap))
+    filled = boxes.copy()
+    if n_missing:
+        have = np.flatnonzero(~missing)
+        for col in range(4):
+            filled[missing, col] = np.interp(np.flatnonzero(missing), have, boxes[have, col])
+    k = int(opts.smooth_frames)
+    if k > 1 and n > 1:
+        half = k // 2
+        padded = np.concatenate([np.repeat(filled[:1], half, 0), filled, np.repeat(filled[-1:], half, 0)])
+        windows = np.stack([padded[i:i + n] for i in range(2 * half + 1)])
+        filled = np.median(windows, axis=0)
+    return filled, n_missing
+
+
+def _longest_run(mask):
+    best = run = 0
+    for value in mask:
+        run = run + 1 if value else 0
+        best = max(best, run)
+    return best

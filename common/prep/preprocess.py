@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import sys
 import time
@@ -30,8 +31,10 @@ from common.data import audio
 from common.data import crops
 from common.data import dataset
 from common.data import timing
+from common.prep import download
 from common.prep import faces
 from common.prep import grid
+from common.prep import sync
 from common.prep import video
 from common.errors import Lip2WavError
 
@@ -70,44 +73,6 @@ def default_options(hp, **overrides):
     return Options(**values)
 
 
-def fill_boxes(boxes, fps, opts):
-    """Fill NaN rows of ``boxes`` [N, 4] by interpolation and median-smooth them over time.
-
-    Raises ClipFault("no_face") when more than ``max_missing`` of the frames, or a gap longer
-    than ``max_gap_seconds``, lack a face. Returns (filled boxes, number of frames filled).
-    """
-    n = len(boxes)
-    missing = np.isnan(boxes[:, 0])
-    n_missing = int(missing.sum())
-    if n_missing == n:
-        raise ClipFault("no_face", "no face found in any of %d frames" % n)
-    longest = _longest_run(missing)
-    max_gap = int(round(opts.max_gap_seconds * fps))
-    if n_missing > opts.max_missing * n or longest > max_gap:
-        raise ClipFault("no_face", "no face in %d of %d frames (%.0f%%, longest gap %d frames; limits %.0f%%, %d)" % (
-            n_missing, n, 100.0 * n_missing / n, longest, 100 * opts.max_missing, max_gap))
-    filled = boxes.copy()
-    if n_missing:
-        have = np.flatnonzero(~missing)
-        for col in range(4):
-            filled[missing, col] = np.interp(np.flatnonzero(missing), have, boxes[have, col])
-    k = int(opts.smooth_frames)
-    if k > 1 and n > 1:
-        half = k // 2
-        padded = np.concatenate([np.repeat(filled[:1], half, 0), filled, np.repeat(filled[-1:], half, 0)])
-        windows = np.stack([padded[i:i + n] for i in range(2 * half + 1)])
-        filled = np.median(windows, axis=0)
-    return filled, n_missing
-
-
-def _longest_run(mask):
-    best = run = 0
-    for value in mask:
-        run = run + 1 if value else 0
-        best = max(best, run)
-    return best
-
-
 def detect_clip(path, fps, detector, max_side):
     """Face boxes [N, 5] (x0, y0, x1, y1, score; NaN when none) in full-frame pixels, and (width, height)."""
     info = video.probe(path)
@@ -138,7 +103,10 @@ def crop_video(path, out_dir, hp, opts, detector=None, max_frames=None):
     if n < max(1, opts.min_frames):
         raise ClipFault("too_short", "%d usable frames, fewer than min_frames=%d" % (n, opts.min_frames))
     boxes = boxes[:n]
-    filled, n_missing = fill_boxes(boxes[:, :4], hp.fps, opts)
+    try:
+        filled, n_missing = faces.fill_boxes(boxes[:, :4], hp.fps, opts)
+    except faces.NoFaceError as exc:
+        raise ClipFault("no_face", str(exc))
     boxes_out = crops.crop_boxes(filled, hp.crop_style, width, height)
     written = 0
     try:
@@ -212,7 +180,6 @@ def check_sync(clip_dir, wav, n, hp, opts):
     drops a clip whose confident offset, after any fix, is larger. A clip without a
     confident offset is kept: nothing says it is off.
     """
-    from common.prep import sync
     samples_per_frame = hp.sample_rate / float(hp.fps)
     length = timing.num_samples(n, hp)
     mouth_frames = sync.read_crops(clip_dir, hp)
@@ -277,7 +244,6 @@ _WORKER = {}
 
 def _cpu_seconds():
     """CPU time of this process and its finished children (ffmpeg): throughput that ignores machine load."""
-    import resource
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -289,8 +255,7 @@ def _init_worker(detector_name):
 
 
 def _work(task):
-    clip_id, path, out_dir, hp_values, opts = task
-    hp = hparams_lib.HParams(hp_values)  # HParams objects do not pickle; their dict does
+    clip_id, path, out_dir, hp, opts = task
     start = time.time()
     cpu = _cpu_seconds()
     try:
@@ -330,7 +295,7 @@ def run(clips, data_dir, hp, opts=None, workers=2):
         if os.path.isdir(out):
             report["already_done"] += 1
         else:
-            tasks.append((clip_id, path, out, hp.to_dict(), opts))
+            tasks.append((clip_id, path, out, hp, opts))
     start = time.time()
     bar = progress.bar(total=len(tasks), desc="preprocess", unit="clip")
     try:
@@ -364,7 +329,7 @@ def run(clips, data_dir, hp, opts=None, workers=2):
     report["frames_without_face_filled"] = sum(s["no_face"] for s in report["kept"].values())
     report["dropped_by_reason"] = dict(collections.Counter(d["reason"] for d in report["dropped"].values()))
     report["sync"] = sync_summary([s["sync"] for s in report["kept"].values() if "sync" in s])
-    _write_json(os.path.join(data_dir, REPORT), report)
+    atomic.write_json(os.path.join(data_dir, REPORT), report, sort_keys=False)
     if tasks and not report["kept"]:
         first = next(iter(report["dropped"].items()))
         raise PreprocessError("all %d clips were dropped (first: %s: %s); see %s" % (
@@ -374,7 +339,6 @@ def run(clips, data_dir, hp, opts=None, workers=2):
 
 def sync_summary(records):
     """Run-level view of the clips' sync records: counts, confident-offset histogram, clips shifted."""
-    from common.prep import sync
     offsets = [r["offset"] for r in records if r["offset"] is not None]
     counts = sync.histogram(offsets)
     return collections.OrderedDict([
@@ -417,7 +381,6 @@ def format_report(report, limit=10):
 
 def write_speaker_splits(data_dir, speaker):
     """Write ``data_dir/{train,val,test}.txt`` with the speaker's video ids that have preprocessed clips."""
-    from common.prep import download
     counts = {}
     for split in dataset.SPLITS:
         ids = [vid for vid in download.speaker_ids(speaker, split)
@@ -434,13 +397,8 @@ def write_split(data_dir, split, clip_ids):
     return done
 
 
-def _write_json(path, obj):
-    atomic.write_text(path, json.dumps(obj, indent=2))
-
-
 def preprocess_speaker(speaker, data_root, hp, opts=None, workers=2):
     """Preprocess ``data_root/<speaker>/intervals`` and write its split lists; returns the report."""
-    from common.prep import download
     try:
         download.speaker_ids(speaker)
     except download.DownloadError as exc:
@@ -448,7 +406,7 @@ def preprocess_speaker(speaker, data_root, hp, opts=None, workers=2):
     data_dir = os.path.join(data_root, speaker)
     report = run(speaker_clips(data_dir), data_dir, hp, opts, workers)
     report["splits"] = write_speaker_splits(data_dir, speaker)
-    _write_json(os.path.join(data_dir, REPORT), report)
+    atomic.write_json(os.path.join(data_dir, REPORT), report, sort_keys=False)
     return report
 
 
@@ -495,9 +453,7 @@ def sync_report(data_dir, hp, splits=("train", "val", "test")):
     Offsets come from the last preprocessing report; clips it does not cover (the embedded
     speakers, older runs) are measured now.
     """
-    from common import plotting
-    from common.data import dataset
-    from common.prep import sync
+    from common import plotting  # matplotlib: paid only when a sync plot is drawn
     recorded = {}
     path = os.path.join(data_dir, REPORT)
     if os.path.isfile(path):

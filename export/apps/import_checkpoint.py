@@ -204,11 +204,11 @@ class Plan(object):
 
 def import_checkpoint(source, run_dir, hp):
     """Write ``run_dir`` (hparams.json, checkpoints/model.ckpt-<step>) from ``source``; returns the Plan."""
-    prefix = checkpoint_prefix(source)
     if hp.crop_style != crops.ORIGINAL:
         raise CheckpointImportError("crop_style=%s: the original's checkpoints were trained on its own crops; drop "
                                     "the crop_style override (the run must read crop_style=%s data)"
                                     % (hp.crop_style, crops.ORIGINAL))
+    prefix = checkpoint_prefix(source)
     if os.path.exists(run_dir) and (not os.path.isdir(run_dir) or os.listdir(run_dir)):
         raise CheckpointImportError("--run-dir %s already exists; pass a new folder (an import never overwrites a "
                                     "run)" % run_dir)
