@@ -192,7 +192,7 @@ def evaluate(c: Context, checkpoint: str = "", data: str = "", split: str = "tes
                                                    batch_size=batch_size, out=out, plot=plot, ceiling=ceiling,
                                                    align_ms=align_ms))
     run_dir = Path(rundir.run_dir_of(checkpoint))
-    _run_entrypoint("export.apps.report", [str(run_dir), "--eval", out or str(run_dir / f"eval-{split}")])
+    _run_entrypoint("export.apps.report", [str(run_dir), "--eval", out or rundir.eval_dir(str(run_dir), split)])
 
 
 @task(positional=["run_dir"], help={
@@ -229,7 +229,7 @@ def export(c: Context, checkpoint: str = "", target: str = "npu", out: str = "",
         raise Exit("pass --checkpoint RUN_DIR (from `invoke train` or `invoke demo`: demo/run)", code=2)
     if target not in device_trees.TREES:
         raise Exit(f"unknown --target {target!r}: use one of {', '.join(device_trees.TREES)}", code=2)
-    out_dir = out or str(Path(rundir.run_dir_of(checkpoint)) / "export")
+    out_dir = out or str(Path(rundir.run_dir_of(checkpoint)) / rundir.EXPORT)
     _run_entrypoint("export.freeze", _flags(checkpoint=checkpoint, target=target, out=out_dir, batch_size=batch_size))
     if target == "npu":
         _run_entrypoint("export.atc", _flags(export_dir=out_dir, soc_version=soc_version))
@@ -300,7 +300,7 @@ def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None
           steps="timed steps per tree after one warmup step (0: 10 for synthetic, 2 otherwise)",
           world_sizes="data-parallel process counts measured on the synthetic preset, e.g. 1,2 ('' skips; needs "
                       "Horovod)")
-def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = "bench.json",
+def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = rundir.BENCH,
           world_sizes: str = "1,2", world_trees: str = "npu,gpu") -> None:
     """Sec/step of the NPU tree (emulated) vs the GPU tree, each feeder's supply vs the step's demand, and
     samples/s of 1 vs 2 data-parallel processes (scaling efficiency)."""

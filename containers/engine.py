@@ -21,6 +21,7 @@ from typing import Iterator
 
 from invoke import Exit
 
+from common.training import rundir
 from containers import cluster, launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,7 @@ def rank_table(target: str, run_dir: Path, devices: list[int], emulate: bool, co
     except launch.LaunchError as exc:
         raise Exit(str(exc), code=2) from None
     print(f"wrote rank table {host_path}", file=sys.stderr)
-    return f"{launch.CONTAINER_RUN}/{launch.RANK_TABLE_NAME}" if container_path else host_path
+    return f"{launch.CONTAINER_RUN}/{rundir.RANK_TABLE}" if container_path else host_path
 
 
 def check_npu_nodes(devices: list[int]) -> None:

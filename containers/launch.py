@@ -18,12 +18,12 @@ from common import atomic
 from common import cli
 from common import devices
 from common.errors import Lip2WavError
+from common.training import rundir
 
 TARGETS = devices.TREES
 IMAGES = dict((target, "lip2wav-" + target) for target in TARGETS)
 CONTAINER_DATA = "/workspace/data"
 CONTAINER_RUN = "/workspace/run"
-RANK_TABLE_NAME = "rank_table.json"
 ASCEND_CONTROL_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 ASCEND_HOST_MOUNTS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/usr/local/bin/npu-smi")
 HCCN_CONF = "/etc/hccn.conf"
@@ -172,7 +172,7 @@ def server_ranks(table, server_id):
 def write_rank_table(run_dir, table):
     """Write rank_table.json into the run dir atomically; returns its path."""
     os.makedirs(str(run_dir), exist_ok=True)
-    path = os.path.join(str(run_dir), RANK_TABLE_NAME)
+    path = os.path.join(str(run_dir), rundir.RANK_TABLE)
     atomic.write_text(path, json.dumps(table, indent=2) + "\n")
     return path
 
@@ -366,7 +366,7 @@ def docker_run_kwargs(target, image, data_dir, run_dir, devices, emulate, uid, g
     inside = devices if target == "npu" else list(range(len(devices)))
     environment = {"LIP2WAV_DEVICES": ",".join(str(d) for d in inside), "HOME": "/tmp"}
     if rank_table:
-        environment["RANK_TABLE_FILE"] = CONTAINER_RUN + "/" + RANK_TABLE_NAME
+        environment["RANK_TABLE_FILE"] = CONTAINER_RUN + "/" + rundir.RANK_TABLE
     if emulate:
         environment["LIP2WAV_EMULATE"] = "1"
     kwargs = {

@@ -1,4 +1,4 @@
-"""End to end: synthetic raw videos -> `python -m common.preprocess` (2 workers) -> dataset batches.
+"""End to end: synthetic raw videos -> `python -m common.prep.preprocess` (2 workers) -> dataset batches.
 
 Checks the crops are the face (IoU with the renderer's known box), frames and audio stay aligned
 (frame count vs audio length within one frame, and the stored mels line up with the rendered

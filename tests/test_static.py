@@ -319,7 +319,6 @@ FORBIDDEN = {
     "containers": ("tasks",),
 }
 # Layers inside common/, lowest first: a module may import its own layer and the ones below, never above.
-# Modules not listed (the old-path forwarders common/preprocess.py, common/download.py) sit on top.
 COMMON_LAYERS = (
     ("base", ("common.errors", "common.atomic", "common.tf_compat", "common.cli", "common.devices",
               "common.plotting", "common.progress")),
@@ -332,7 +331,7 @@ COMMON_LAYERS = (
 
 
 def common_layer(module):
-    """(rank, name) of a common.* module's layer; None outside common/ or for the top (forwarders)."""
+    """(rank, name) of a common.* module's layer; None outside common/."""
     for rank, (name, prefixes) in enumerate(COMMON_LAYERS):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return rank, name
@@ -481,7 +480,7 @@ def test_layering_checker_allows_the_intended_imports():
         ("common/model/network.py", "from common.config import hparams\nfrom common.tf_compat import tf\n"),
         ("common/data/dataset.py", "from common.data import crops\nfrom common.model import layers\n"),
         ("common/synthetic/astronaut.py", "from common.prep import faces\nfrom common.data import crops\n"),
-        ("common/preprocess.py", "from common.prep.preprocess import main\n"),
+        ("common/training/loop.py", "from common.prep import faces\n"),
         ("containers/launch.py", "from common import cli\n"),
     ]
     for relpath, source in allowed:

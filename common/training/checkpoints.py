@@ -10,23 +10,16 @@ export, synthesis and evaluation all resolve checkpoints here.
 import errno
 import logging
 import os
-import re
 import shutil
 
 from common import atomic
 from common.errors import Lip2WavError
 from common.tf_compat import tf
 from common.training import rundir
+from common.training.rundir import checkpoint_step, list_checkpoints
 
 LOG = logging.getLogger("lip2wav.checkpoints")
-CHECKPOINT_NAME = "model.ckpt"
-STATE_FILE = "checkpoint"
-CORRUPT_DIR = "corrupt"
 DEFAULT_KEEP = 5
-_INDEX = re.compile(r"^%s-(\d+)\.index$" % re.escape(CHECKPOINT_NAME))
-# Any file of a checkpoint, including what a failed or killed save leaves (shards without an index, a
-# <prefix>_temp* folder).
-_CHECKPOINT_FILE = re.compile(r"^%s-(\d+)(_temp.*|\.data-\d+-of-\d+|\.meta|\.index)$" % re.escape(CHECKPOINT_NAME))
 
 
 class CheckpointError(Lip2WavError, ValueError):
@@ -37,25 +30,12 @@ class DiskFullError(Lip2WavError):
     """The disk filled up while writing a checkpoint; the message says how much space is needed."""
 
 
-def checkpoint_step(prefix):
-    """``.../model.ckpt-1200`` -> 1200."""
-    return int(prefix.rsplit("-", 1)[1])
-
-
-def list_checkpoints(checkpoint_dir):
-    """Prefixes of the checkpoints in ``checkpoint_dir`` that have an index, oldest first."""
-    if not os.path.isdir(checkpoint_dir):
-        return []
-    steps = sorted(int(m.group(1)) for m in (_INDEX.match(name) for name in os.listdir(checkpoint_dir)) if m)
-    return [os.path.join(checkpoint_dir, "%s-%d" % (CHECKPOINT_NAME, step)) for step in steps]
-
-
 def checkpoint_files(prefix):
     """Every file and temp folder that belongs to checkpoint ``prefix``."""
     folder, step = os.path.dirname(prefix), str(checkpoint_step(prefix))
     if not os.path.isdir(folder):
         return []
-    matches = ((name, _CHECKPOINT_FILE.match(name)) for name in sorted(os.listdir(folder)))
+    matches = ((name, rundir.CHECKPOINT_FILE.match(name)) for name in sorted(os.listdir(folder)))
     return [os.path.join(folder, name) for name, match in matches if match and match.group(1) == step]
 
 
@@ -94,7 +74,7 @@ def newest_intact(checkpoint_dir, quarantine=False):
 
 
 def _move_aside(checkpoint_dir, prefixes):
-    moved_to = os.path.join(checkpoint_dir, CORRUPT_DIR)
+    moved_to = os.path.join(checkpoint_dir, rundir.CORRUPT_DIR)
     os.makedirs(moved_to, exist_ok=True)
     for prefix in prefixes:
         for path in checkpoint_files(prefix):
@@ -108,7 +88,7 @@ def remove_partial_writes(checkpoint_dir):
         return
     complete = set(str(checkpoint_step(p)) for p in list_checkpoints(checkpoint_dir))
     for name in sorted(os.listdir(checkpoint_dir)):
-        match = _CHECKPOINT_FILE.match(name)
+        match = rundir.CHECKPOINT_FILE.match(name)
         if match and (match.group(2).startswith("_temp") or match.group(1) not in complete):
             path = os.path.join(checkpoint_dir, name)
             LOG.info("removing %s, left by an interrupted checkpoint write", path)
@@ -128,7 +108,7 @@ def write_state(checkpoint_dir):
     if not names:
         return
     lines = ['model_checkpoint_path: "%s"' % names[-1]] + ['all_model_checkpoint_paths: "%s"' % n for n in names]
-    atomic.write_text(os.path.join(checkpoint_dir, STATE_FILE), "\n".join(lines) + "\n")
+    atomic.write_text(os.path.join(checkpoint_dir, rundir.STATE_FILE), "\n".join(lines) + "\n")
 
 
 def prune(checkpoint_dir, keep):
@@ -161,9 +141,9 @@ def save(saver, session, checkpoint_dir, step, keep=DEFAULT_KEEP, estimate_bytes
     """
     previous = list_checkpoints(checkpoint_dir)
     needed = checkpoint_bytes(previous[-1]) if previous else estimate_bytes
-    prefix = os.path.join(checkpoint_dir, "%s-%d" % (CHECKPOINT_NAME, step))
+    prefix = rundir.checkpoint_prefix(checkpoint_dir, step)
     try:
-        saver.save(session, os.path.join(checkpoint_dir, CHECKPOINT_NAME), global_step=step, write_state=False)
+        saver.save(session, rundir.checkpoint_prefix(checkpoint_dir, None), global_step=step, write_state=False)
     except (tf.errors.OpError, OSError) as error:
         for path in checkpoint_files(prefix):
             _remove(path)
@@ -172,7 +152,7 @@ def save(saver, session, checkpoint_dir, step, keep=DEFAULT_KEEP, estimate_bytes
         prune(checkpoint_dir, keep)
         write_state(checkpoint_dir)
     except OSError as error:  # the checkpoint itself is complete: keep it, it is found by scanning
-        raise _write_error(error, os.path.join(checkpoint_dir, STATE_FILE), needed)
+        raise _write_error(error, os.path.join(checkpoint_dir, rundir.STATE_FILE), needed)
     return prefix
 
 
@@ -190,7 +170,7 @@ def resolve(run_or_checkpoint):
     """
     path = run_or_checkpoint.rstrip("/") or "/"
     if os.path.isdir(path):
-        checkpoint_dir = os.path.join(path, rundir.CHECKPOINTS)
+        checkpoint_dir = rundir.checkpoint_dir(path)
         found = list_checkpoints(checkpoint_dir)
         if not found:
             raise CheckpointError("%s holds no checkpoint (no checkpoints/model.ckpt-N.index); train first "

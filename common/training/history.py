@@ -14,32 +14,19 @@ import numpy as np
 
 from common import atomic
 from common import plotting
+from common.training import rundir
 
 LOG = logging.getLogger("lip2wav.train")
-LOG_NAME = "train_log.jsonl"
-SUMMARY_NAME = "run_summary.json"
 # How a segment that was still running when its summary was last written ended: killed, no handler ran.
 KILLED = "killed (resumed from its last checkpoint)"
 
 
-def read_log(run_dir, name=LOG_NAME):
-    """The logged records; a line a killed process left half-written is skipped."""
-    path = os.path.join(run_dir, name)
-    if not os.path.isfile(path):
-        return []
-    records = []
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), int):
-                records.append(record)
-    return records
+def read_log(run_dir, name=rundir.TRAIN_LOG):
+    """The logged records of the chief's log or a rank's own."""
+    return rundir.read_jsonl(os.path.join(run_dir, name))
 
 
-def truncate_log(run_dir, last_step, name=LOG_NAME):
+def truncate_log(run_dir, last_step, name=rundir.TRAIN_LOG):
     """Keep each step <= ``last_step`` once, in order; the file is rewritten only when that changes it."""
     path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
@@ -59,7 +46,7 @@ def truncate_log(run_dir, last_step, name=LOG_NAME):
 
 
 def append_log(path, record):
-    """One JSON line appended to a log (the chief's LOG_NAME, or a rank's own)."""
+    """One JSON line appended to a log (the chief's rundir.TRAIN_LOG, or a rank's own)."""
     with open(path, "a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
@@ -68,13 +55,13 @@ def plot_losses(run_dir):
     """loss.png over the whole run, resumed segments included (read back from the cleaned log)."""
     records = read_log(run_dir)
     if records:
-        plotting.plot_losses(os.path.join(run_dir, "plots", "loss.png"),
+        plotting.plot_losses(os.path.join(run_dir, rundir.PLOTS, rundir.LOSS_PLOT),
                              [r["step"] for r in records], [r["loss"] for r in records])
 
 
 def previous_segments(run_dir, restored_step):
     """Segments of earlier processes that the restored checkpoint covers, clipped to its step."""
-    path = os.path.join(run_dir, SUMMARY_NAME)
+    path = os.path.join(run_dir, rundir.SUMMARY)
     if not os.path.isfile(path):
         return []
     try:

@@ -1,16 +1,6 @@
 """The training loop both device trees share; each tree supplies a Backend.
 
-Run directory layout (the same for every device, so runs compare side by side):
-  hparams.json          the resolved hyperparameters, restored on resume
-  checkpoints/          model.ckpt-<step>, written every --checkpoint-every steps and on Ctrl-C or SIGTERM;
-                        found by scanning, so the directory can move (see checkpoints.py)
-  plots/                step-<N>-mel.png, step-<N>-alignment.png, loss.png
-  events.*              TensorBoard summaries
-  train_log.jsonl       one JSON line per logged step, with units (cut back to the checkpoint on resume)
-  run_summary.json      network, device tree, batch size, sec/step, samples/s, loss, wall time, and every
-                        segment of the run (see history.py); rewritten at every checkpoint
-  distribution.json     world size and batch sizes of a data-parallel run (resume refuses another world size)
-  train_log.rank<N>.jsonl   rank N's own log lines; every other file above is written by rank 0 only
+The run directory it writes is laid out in rundir.py (the same for every device, so runs compare side by side).
 """
 import argparse
 import contextlib
@@ -38,10 +28,9 @@ from common.training import checkpoints
 from common.training import distribute
 from common.training import history as history_lib
 from common.training import rundir
-from common.training.checkpoints import checkpoint_step
+from common.training.rundir import checkpoint_step
 
 LOG = logging.getLogger("lip2wav.train")
-DISTRIBUTION_FILE = "distribution.json"
 EMULATE_ENV = "LIP2WAV_EMULATE"
 # Signals that stop training after a checkpoint: Ctrl-C, and SIGTERM from docker stop, schedulers,
 # preemption and a launcher whose other rank failed. The exit code is the shell's 128 + signal number
@@ -137,7 +126,7 @@ def check_flags(args):
 
 def latest_checkpoint(run_dir):
     """The newest checkpoint prefix in the run (by scanning, not by the state file's stored path), or None."""
-    found = checkpoints.list_checkpoints(os.path.join(run_dir, rundir.CHECKPOINTS))
+    found = checkpoints.list_checkpoints(rundir.checkpoint_dir(run_dir))
     return found[-1] if found else None
 
 
@@ -203,10 +192,9 @@ class TrainingGraph(object):
 
 
 def _save_plots(run_dir, step, values):
-    plots = os.path.join(run_dir, "plots")
-    plotting.plot_mels(os.path.join(plots, "step-%d-mel.png" % step), values["predicted"], values["target"],
+    plotting.plot_mels(rundir.step_plot(run_dir, step, "mel"), values["predicted"], values["target"],
                        title="step %d" % step)
-    plotting.plot_alignment(os.path.join(plots, "step-%d-alignment.png" % step), values["alignment"],
+    plotting.plot_alignment(rundir.step_plot(run_dir, step, "alignment"), values["alignment"],
                             title="step %d" % step)
 
 
@@ -248,7 +236,7 @@ def _filesystem_error(error, path, needed_bytes):
 def _restorable_checkpoint(run_dir, chief=True):
     """The newest intact checkpoint, or None; the chief also moves damaged ones aside and removes leftovers of
     killed saves (the other ranks only read the shared directory)."""
-    checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINTS)
+    checkpoint_dir = rundir.checkpoint_dir(run_dir)
     try:
         if chief:
             checkpoints.remove_partial_writes(checkpoint_dir)
@@ -268,9 +256,9 @@ def _prepare_run_dir(run_dir, hp, restored_step, distribution):
         history_lib.truncate_log(run_dir, restored_step, _train_log_name(distribution))
         return
     try:
-        for sub in (rundir.CHECKPOINTS, "plots"):
+        for sub in (rundir.CHECKPOINTS, rundir.PLOTS):
             os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
-        atomic.remove_quietly(atomic.temp_path(os.path.join(run_dir, "probe")))
+        atomic.check_writable_dir(run_dir)
     except OSError as error:  # named as the run directory, not the probe file
         raise _filesystem_error(OSError(error.errno, error.strerror, run_dir), run_dir, 0)
     try:
@@ -294,7 +282,7 @@ class _Run(object):
         """The run summary (written by the chief only; every rank returns its own)."""
         summary = _run_summary(self, graph.feeder, last_step, ended)
         if self.distribution.is_chief:
-            atomic.write_json(os.path.join(self.args.run_dir, history_lib.SUMMARY_NAME), summary)
+            atomic.write_json(os.path.join(self.args.run_dir, rundir.SUMMARY), summary)
         return summary
 
 
@@ -302,7 +290,7 @@ def _save_checkpoint(graph, sess, run, step, ended="running"):
     """Checkpoint, then the run summary that covers it (the chief's; the other ranks write neither)."""
     if not run.distribution.is_chief:
         return run.write_summary(graph, step, ended)
-    checkpoints.save(graph.saver, sess, os.path.join(run.args.run_dir, rundir.CHECKPOINTS), step,
+    checkpoints.save(graph.saver, sess, rundir.checkpoint_dir(run.args.run_dir), step,
                      keep=run.args.keep_checkpoints, estimate_bytes=graph.checkpoint_bytes)
     return run.write_summary(graph, step, ended)
 
@@ -384,7 +372,7 @@ def _check_world_size(run_dir, hp, distribution, checkpoint):
     """Refuse to resume with another world size: the global batch and the scaled learning rate depend on it."""
     if not checkpoint:
         return
-    path = os.path.join(run_dir, DISTRIBUTION_FILE)
+    path = os.path.join(run_dir, rundir.DISTRIBUTION)
     recorded = 1
     if os.path.isfile(path):
         with open(path) as f:
@@ -397,7 +385,7 @@ def _check_world_size(run_dir, hp, distribution, checkpoint):
 
 
 def _save_world_size(run_dir, hp, distribution):
-    atomic.write_json(os.path.join(run_dir, DISTRIBUTION_FILE), {
+    atomic.write_json(os.path.join(run_dir, rundir.DISTRIBUTION), {
         "world_size": distribution.size, "distribution": distribution.name,
         "per_device_batch_size": hp.tacotron_batch_size,
         "global_batch_size": hp.tacotron_batch_size * distribution.size})
@@ -415,8 +403,7 @@ def _broadcast_initial_state(graph, sess, start_step):
 
 
 def _train_log_name(distribution):
-    """train_log.jsonl for the chief, train_log.rank<N>.jsonl for rank N."""
-    return history_lib.LOG_NAME if distribution.is_chief else "train_log.rank%d.jsonl" % distribution.rank
+    return rundir.train_log_name(None if distribution.is_chief else distribution.rank)
 
 
 def _stopped(graph, sess, run, step, signum):
@@ -445,7 +432,7 @@ def _train_step(graph, sess, run, writer, progress, step):
     if want_log:
         fetches["summary"] = graph.summary
     if want_checkpoint:
-        fetches["plots"] = graph.plot_tensors
+        fetches["plot_tensors"] = graph.plot_tensors
     tick = time.time()
     values = sess.run(fetches, feed_dict=graph.feeder.feed_dict())
     seconds = time.time() - tick
@@ -465,7 +452,7 @@ def _train_step(graph, sess, run, writer, progress, step):
     if want_checkpoint:
         _save_checkpoint(graph, sess, run, next_step)
         if graph.distribution.is_chief:
-            _save_plots(args.run_dir, next_step, values["plots"])
+            _save_plots(args.run_dir, next_step, values["plot_tensors"])
     return next_step
 
 

@@ -23,6 +23,7 @@ from common import devices
 from common.config import hparams as hparams_lib
 from common.synthetic import speakers
 from common.errors import Lip2WavError
+from common.training import rundir
 
 LOG = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
     exported = {}
     if export_graphs:
         tick = time.time()
-        exported = _export(run_dir, os.path.join(out, "export"))
+        exported = _export(run_dir, os.path.join(out, rundir.EXPORT))
         timings["export"] = time.time() - tick
     tick = time.time()
     report_path = report_lib.build_report(run_dir, [os.path.join(out, "eval")])
@@ -91,8 +92,8 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
 
     summary = {
         "data": os.path.abspath(data_dir), "run": os.path.abspath(run_dir),
-        "wavs": os.path.abspath(os.path.join(out, "eval", "wavs")),
-        "plots": os.path.abspath(os.path.join(out, "eval", "plots")),
+        "wavs": os.path.abspath(os.path.join(out, "eval", rundir.EVAL_WAVS)),
+        "plots": os.path.abspath(os.path.join(out, "eval", rundir.PLOTS)),
         "scores_csv": os.path.abspath(scores["csv"]), "scores_json": os.path.abspath(scores["json"]),
         "report": report_path, "exported": exported, "model": scores["model"], "baseline": scores["baseline"],
         "beats_baseline_stoi": scores["model"]["stoi"] > scores["baseline"]["stoi"],

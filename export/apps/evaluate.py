@@ -148,9 +148,9 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
     transcripts = clip_transcripts(index)
     recognizer = words_lib.Recognizer() if transcripts else None
     ceiling = ceiling or bool(transcripts)
-    out_dir = out_dir or os.path.join(rundir.run_dir_of(checkpoint), "eval-%s" % split)
+    out_dir = out_dir or rundir.eval_dir(rundir.run_dir_of(checkpoint), split)
     try:
-        for sub in (["wavs"] if save_wavs else []) + (["plots"] if plot else []) + [""]:
+        for sub in ([rundir.EVAL_WAVS] if save_wavs else []) + ([rundir.PLOTS] if plot else []) + [""]:
             os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     except OSError as exc:
         raise EvaluationError("cannot write to %s (%s); pass a writable --out" % (out_dir, exc.strerror or exc))
@@ -177,13 +177,13 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
             rows.append(row)
             if save_wavs:
                 name = clip.id.replace("/", "__")
-                synth_lib.write_outputs(result, os.path.join(out_dir, "wavs", name + ".wav"), hp)
+                synth_lib.write_outputs(result, os.path.join(out_dir, rundir.EVAL_WAVS, name + ".wav"), hp)
                 for system, wav in systems[1:]:
-                    path = os.path.join(out_dir, "wavs", "%s.%s.wav" % (name, system))
+                    path = os.path.join(out_dir, rundir.EVAL_WAVS, "%s.%s.wav" % (name, system))
                     audio.save_speech(wav, mels[system].T, path, hp)
             if plot:
                 from common import plotting
-                plotting.plot_mels(os.path.join(out_dir, "plots", clip.id.replace("/", "__") + ".png"),
+                plotting.plot_mels(os.path.join(out_dir, rundir.PLOTS, clip.id.replace("/", "__") + ".png"),
                                    result.mel, result.target_mel, title=clip.id)
     names = ["model", "baseline"] + (["ceiling"] if ceiling else [])
     summary = collections.OrderedDict([
@@ -202,8 +202,8 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
         summary.update(word_summary(rows, transcripts))
     if align_ms > 0:
         summary.update(_aligned_summary(rows, align_ms))
-    summary["csv"] = os.path.join(out_dir, "scores.csv")
-    summary["json"] = os.path.join(out_dir, "summary.json")
+    summary["csv"] = os.path.join(out_dir, rundir.EVAL_SCORES)
+    summary["json"] = os.path.join(out_dir, rundir.EVAL_SUMMARY)
     _write_csv(summary["csv"], rows)
     atomic.write_json(summary["json"], summary, sort_keys=False)
     return summary

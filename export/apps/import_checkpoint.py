@@ -228,7 +228,7 @@ def import_checkpoint(source, run_dir, hp):
     parent = os.path.dirname(os.path.abspath(run_dir))
     with atomic.building_folder(run_dir, os.path.join(parent, ".tmp-import-" + os.path.basename(run_dir))) as tmp:
         hp.save(os.path.join(tmp, rundir.HPARAMS))
-        checkpoint_dir = os.path.join(tmp, rundir.CHECKPOINTS)
+        checkpoint_dir = rundir.checkpoint_dir(tmp)
         os.makedirs(checkpoint_dir)
         with ours.graph.as_default(), tf.Session() as session:
             session.run(tf.global_variables_initializer())
@@ -237,7 +237,7 @@ def import_checkpoint(source, run_dir, hp):
             values = [(m.ours, m.value) for m in plan.model + plan.optimizer] + [(ours.step, step)]
             session.run([v.initializer for v, _ in values], dict((v.initializer.inputs[1], x) for v, x in values))
             checkpoints.save(ours.training.saver, session, checkpoint_dir, step)
-    print("wrote %s (hparams.json, %s/%s-%d)" % (run_dir, rundir.CHECKPOINTS, checkpoints.CHECKPOINT_NAME, step))
+    print("wrote %s (hparams.json, %s/%s-%d)" % (run_dir, rundir.CHECKPOINTS, rundir.CHECKPOINT_NAME, step))
     return plan
 
 

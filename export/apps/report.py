@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 
 import numpy as np
@@ -34,12 +33,12 @@ from common.config import hparams as hparams_lib
 from common.data import audio
 from common.data import dataset
 from common.errors import Lip2WavError
+from common.training import rundir
 
 LOG = logging.getLogger(__name__)
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "report.html.j2"
-REPORT_NAME = "report.html"
 # Clips with players, faces and mels; every clip stays in the score tables. About 1 MB of page per
 # 4 s clip (four 16-bit WAVs in base64, five plots, the face crops).
 DEFAULT_MAX_CLIPS = 10
@@ -48,8 +47,6 @@ FACE_STILLS = 8
 FACE_FPS = 15
 FACE_SECONDS = 8.0
 FACE_SIDE = 96
-STEP_PLOT = re.compile(r"^step-(\d+)-(\w+)\.png$")
-CHECKPOINT_INDEX = re.compile(r"model\.ckpt-(\d+)\.index$")
 LOG_KEYS_NOT_PLOTTED = ("step", "time")
 
 
@@ -70,20 +67,6 @@ def _read_json(path):
         if os.path.exists(path):
             LOG.warning("%s: unreadable (%s); left out of the report", path, exc)
         return None
-
-
-def _read_jsonl(path):
-    records = []
-    if not os.path.isfile(path):
-        return records
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    LOG.warning("%s:%d: not JSON (a line cut by an interruption?); skipped", path, number)
-    return records
 
 
 def _read_csv(path):
@@ -120,18 +103,17 @@ def _file_uri(path):
 def run_section(run_dir, hp):
     """Facts about the run, its hyperparameters against the preset, its checkpoints and final losses."""
     notes = []
-    summary = _read_json(os.path.join(run_dir, "run_summary.json")) or {}
-    records = _read_jsonl(os.path.join(run_dir, "train_log.jsonl"))
+    summary = _read_json(os.path.join(run_dir, rundir.SUMMARY)) or {}
+    records = rundir.read_jsonl(os.path.join(run_dir, rundir.TRAIN_LOG))
     if not summary:
-        notes.append("no run_summary.json: training was interrupted or is still running; figures below come "
-                      "from train_log.jsonl and the checkpoints")
-    checkpoints = sorted((int(CHECKPOINT_INDEX.search(p).group(1)), p[:-len(".index")])
-                         for p in glob.glob(os.path.join(run_dir, "checkpoints", "model.ckpt-*.index")))
+        notes.append("no %s: training was interrupted or is still running; figures below come from %s and the "
+                     "checkpoints" % (rundir.SUMMARY, rundir.TRAIN_LOG))
+    checkpoints = [(rundir.checkpoint_step(p), p) for p in rundir.list_checkpoints(rundir.checkpoint_dir(run_dir))]
     last_steps = [s for s in (summary.get("last_step"), records[-1]["step"] if records else None,
                               checkpoints[-1][0] if checkpoints else None) if s is not None]
     facts = [
         ("run directory", os.path.abspath(run_dir)),
-        ("device tree", summary.get("device_tree", "unknown (no run_summary.json)")),
+        ("device tree", summary.get("device_tree", "unknown (no %s)" % rundir.SUMMARY)),
         ("preset", preset_of(summary, hp)),
         ("batch size", hp.tacotron_batch_size),
         ("steps trained", max(last_steps) if last_steps else 0),
@@ -140,7 +122,7 @@ def run_section(run_dir, hp):
         ("sec/step (median)", summary.get("sec_per_step_median")),
         ("samples/s", summary.get("samples_per_sec")),
         ("data wait share", summary.get("data_wait_share")),
-        ("checkpoints", os.path.join(os.path.abspath(run_dir), "checkpoints")),
+        ("checkpoints", rundir.checkpoint_dir(os.path.abspath(run_dir))),
         ("checkpoint steps", ", ".join(str(step) for step, _ in checkpoints) or "none"),
         ("latest checkpoint", checkpoints[-1][1] if checkpoints else None),
     ]
@@ -203,8 +185,8 @@ def curve_images(records):
 def checkpoint_plots(run_dir):
     """{step, images: [(kind, uri)]} for up to MAX_CHECKPOINT_PLOTS saved checkpoints (first and last kept)."""
     by_step = collections.defaultdict(list)
-    for path in glob.glob(os.path.join(run_dir, "plots", "step-*.png")):
-        match = STEP_PLOT.match(os.path.basename(path))
+    for path in glob.glob(os.path.join(run_dir, rundir.PLOTS, "step-*.png")):
+        match = rundir.STEP_PLOT.match(os.path.basename(path))
         if match:
             by_step[int(match.group(1))].append((match.group(2), path))
     steps = sorted(by_step)
@@ -221,10 +203,10 @@ def checkpoint_plots(run_dir):
 def find_eval_dirs(run_dir):
     """Evaluation folders of this run: its own subfolders holding a summary.json (`invoke evaluate` writes
     RUN/eval-<split>), and folders beside it whose summary.json scored one of its checkpoints (the demo's eval/)."""
-    found = [os.path.dirname(p) for p in sorted(glob.glob(os.path.join(run_dir, "*", "summary.json")))]
+    found = [os.path.dirname(p) for p in sorted(glob.glob(os.path.join(run_dir, "*", rundir.EVAL_SUMMARY)))]
     run_real = os.path.realpath(run_dir)
     for summary_path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(run_dir)), "*",
-                                                      "summary.json"))):
+                                                      rundir.EVAL_SUMMARY))):
         summary = _read_json(summary_path)
         checkpoint = summary.get("checkpoint") if isinstance(summary, dict) else None
         if checkpoint and os.path.realpath(checkpoint).startswith(run_real + os.sep):
@@ -285,8 +267,8 @@ def other_fields(summary, systems):
 
 
 def evaluation_section(eval_dir, hp, max_clips):
-    summary = _read_json(os.path.join(eval_dir, "summary.json")) or collections.OrderedDict()
-    columns, rows = _read_csv(os.path.join(eval_dir, "scores.csv"))
+    summary = _read_json(os.path.join(eval_dir, rundir.EVAL_SUMMARY)) or collections.OrderedDict()
+    columns, rows = _read_csv(os.path.join(eval_dir, rundir.EVAL_SCORES))
     systems = score_systems(summary, columns)
     reference = summary.get("reference") or {}
     reference_metrics = []
@@ -319,8 +301,8 @@ def clip_section(eval_dir, data_dir, row, columns, hp, summary):
     sources = []
     if clip_dir:
         sources.append(("ground truth", os.path.join(clip_dir, dataset.AUDIO)))
-    sources.append(("model", os.path.join(eval_dir, "wavs", name + ".wav")))
-    for path in sorted(glob.glob(os.path.join(glob.escape(eval_dir), "wavs", glob.escape(name) + ".*.wav"))):
+    sources.append(("model", os.path.join(eval_dir, rundir.EVAL_WAVS, name + ".wav")))
+    for path in sorted(glob.glob(os.path.join(glob.escape(eval_dir), rundir.EVAL_WAVS, glob.escape(name) + ".*.wav"))):
         sources.append((os.path.basename(path)[len(name) + 1:-len(".wav")], path))
     players, missing = [], []
     wavs = [_load(path, hp) for _, path in sources]
@@ -332,7 +314,7 @@ def clip_section(eval_dir, data_dir, row, columns, hp, summary):
         players.append({"label": label, "audio": _wav_uri(wav, hp.sample_rate),
                         "seconds": len(wav) / float(hp.sample_rate), "mel": _mel_png(wav, hp, limits, label),
                         "definition": summary.get("%s_definition" % label)})
-    predicted = os.path.join(eval_dir, "plots", name + ".png")
+    predicted = os.path.join(eval_dir, rundir.PLOTS, name + ".png")
     return {"id": clip_id, "players": players, "missing": missing,
             "scores": [(c, row.get(c)) for c in columns if c != "clip"],
             "predicted_plot": _file_uri(predicted) if os.path.isfile(predicted) else None,
@@ -398,7 +380,7 @@ def face_strips(clip_dir, hp):
 
 def bench_section(run_dir):
     """bench.json's rows as a table with the union of their keys (new columns appear by themselves)."""
-    bench = _read_json(os.path.join(run_dir, "bench.json"))
+    bench = _read_json(os.path.join(run_dir, rundir.BENCH))
     if not bench:
         return None
     rows = bench.get("rows", [])
@@ -446,17 +428,17 @@ def build_report(run_dir, eval_dirs=None, out=None, max_clips=DEFAULT_MAX_CLIPS)
     if not os.path.isdir(run_dir):
         raise ReportError("run directory %s does not exist; pass the --run-dir of a training run "
                           "(demo: demo/run)" % run_dir)
-    hp_path = os.path.join(run_dir, "hparams.json")
+    hp_path = os.path.join(run_dir, rundir.HPARAMS)
     if not os.path.isfile(hp_path):
-        raise ReportError("%s is not a run directory (no hparams.json, which training writes first); pass the "
-                          "--run-dir of a training run (demo: demo/run)" % run_dir)
+        raise ReportError("%s is not a run directory (no %s, which training writes first); pass the --run-dir of "
+                          "a training run (demo: demo/run)" % (run_dir, rundir.HPARAMS))
     hp = hparams_lib.load(hp_path)
-    out = out or os.path.join(run_dir, REPORT_NAME)
+    out = out or os.path.join(run_dir, rundir.REPORT)
     run = run_section(run_dir, hp)
     eval_dirs = find_eval_dirs(run_dir) if eval_dirs is None else eval_dirs
     for eval_dir in eval_dirs:
-        if not os.path.isfile(os.path.join(eval_dir, "summary.json")):
-            raise ReportError("%s holds no summary.json; pass the --out folder of an evaluation" % eval_dir)
+        if not os.path.isfile(os.path.join(eval_dir, rundir.EVAL_SUMMARY)):
+            raise ReportError("%s holds no %s; pass the --out folder of an evaluation" % (eval_dir, rundir.EVAL_SUMMARY))
     shown, saved = checkpoint_plots(run_dir)
     context = {
         "title": "Lip2Wav run report: %s" % os.path.join(*os.path.abspath(run_dir).split(os.sep)[-2:]),

@@ -237,7 +237,7 @@ def train_world(tree, world_size, data_dir, run_dir, steps, workers):
     if code:
         raise training.TrainingError("%s training with %d process(es) exited with %d (log above)"
                                      % (tree, world_size, code))
-    with open(os.path.join(run_dir, "run_summary.json")) as f:
+    with open(os.path.join(run_dir, rundir.SUMMARY)) as f:
         return json.load(f)
 
 
@@ -293,7 +293,7 @@ def main(argv=None):
     parser.add_argument("--feeder-steps", type=int, default=20, help="Batches timed per feeder.")
     parser.add_argument("--workers", type=int, default=2, help="Data loading threads.")
     parser.add_argument("--work-dir", default=None, help="Keep data and runs here (default: a temporary folder).")
-    parser.add_argument("--out", default="bench.json", help="Where the JSON results go.")
+    parser.add_argument("--out", default=rundir.BENCH, help="Where the JSON results go.")
     parser.add_argument("--world-sizes", default="1,2",
                         help="Data-parallel process counts to measure on the synthetic preset ('' skips; needs Horovod).")
     parser.add_argument("--world-trees", default="npu,gpu", help="Trees whose data-parallel scaling is measured.")
@@ -352,7 +352,7 @@ INFERENCE_BATCHES = (1, SYNTHESIZER_BATCH)
 
 def fresh_checkpoint(run_dir, hp):
     """A run directory with hparams.json and an initialised (untrained) checkpoint: speed needs no training."""
-    checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINTS)
+    checkpoint_dir = rundir.checkpoint_dir(run_dir)
     os.makedirs(checkpoint_dir, exist_ok=True)
     hp.save(os.path.join(run_dir, rundir.HPARAMS))
     with tf.Graph().as_default():
@@ -425,7 +425,7 @@ def run_inference_bench(args):
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKER = os.path.join(ROOT, "export", "tools", "bench_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_worker.py")
 
 
 class BaselineError(Lip2WavError, RuntimeError):
