@@ -322,7 +322,7 @@ FORBIDDEN = {
 # Modules not listed (the old-path forwarders common/preprocess.py, common/download.py) sit on top.
 COMMON_LAYERS = (
     ("base", ("common.errors", "common.atomic", "common.tf_compat", "common.cli", "common.devices",
-              "common.plotting", "common.progress")),
+              "common.emulation", "common.plotting", "common.progress")),
     ("config", ("common.config",)),
     ("data/model", ("common.data", "common.model")),
     ("prep", ("common.prep",)),
