@@ -21,6 +21,7 @@ from typing import Iterator
 
 from invoke import Exit
 
+from common import emulation
 from common.training import rundir
 from containers import cluster, launch
 
@@ -161,7 +162,7 @@ def train_local(target: str, devices: list[int], args: list[str], emulate: bool,
     servers' at the rendezvous of the table's first server (cluster.server_rendezvous)."""
     if interface:
         command = launch.train_command(target, devices, args, python=sys.executable, hosts=hosts, interface=interface)
-        overlay = {"LIP2WAV_EMULATE": "1"} if emulate else {}  # horovodrun passes its environment to every rank
+        overlay = {emulation.ENV: "1"} if emulate else {}  # horovodrun passes its environment to every rank
         echo(" ".join([f"{k}={v}" for k, v in overlay.items()] + [shlex.quote(a) for a in command]))
         code = cluster.run_horovodrun(command, hosts, cwd=str(ROOT), env=dict(os.environ, **overlay))
         if code:
@@ -171,7 +172,7 @@ def train_local(target: str, devices: list[int], args: list[str], emulate: bool,
     # Several GPU hosts: each rank sees every GPU of its host and picks its local rank's (gpu_training/distribute.py).
     envs = [{}] if hosts else launch.process_envs(target, devices, rank_table, ranks=ranks)
     if emulate:
-        envs = [dict(env, LIP2WAV_EMULATE="1") for env in envs]
+        envs = [emulation.environment(env) for env in envs]
     for env in envs:
         echo(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())) + " " +
              " ".join(shlex.quote(a) for a in command))

@@ -17,6 +17,7 @@ import time
 from common import atomic
 from common import cli
 from common import devices
+from common import emulation
 from common.errors import Lip2WavError
 from common.training import rundir
 
@@ -368,7 +369,7 @@ def docker_run_kwargs(target, image, data_dir, run_dir, devices, emulate, uid, g
     if rank_table:
         environment["RANK_TABLE_FILE"] = CONTAINER_RUN + "/" + rundir.RANK_TABLE
     if emulate:
-        environment["LIP2WAV_EMULATE"] = "1"
+        environment[emulation.ENV] = "1"
     kwargs = {
         "image": image,
         "command": list(command),
@@ -440,7 +441,7 @@ def _container_train(argv):
     if len(envs) == 1:
         os.environ.update(envs[0])
         os.execvp(command[0], command)
-    return run_ranks(command, envs, emulate=os.environ.get("LIP2WAV_EMULATE") == "1")
+    return run_ranks(command, envs, emulate=emulation.requested())
 
 
 def run_ranks(command, envs, emulate, cwd=None):

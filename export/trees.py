@@ -29,4 +29,4 @@ def training_graph(hp, name):
     """Device tree ``name``'s training graph as common.training.loop builds it for a run (in the default graph);
     for tools that read its ops or variables without data."""
     tree = backend(name)
-    return training.TrainingGraph(tree, tree.options, hp, _NoData())
+    return training.TrainingGraph(tree, tree.stack(tree.options), hp, _NoData())

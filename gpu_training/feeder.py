@@ -1,8 +1,9 @@
-"""GPU feeder: a background thread fills an in-graph tf.FIFOQueue; the model reads its dequeue.
+"""GPU feeder: one thread runs the enqueue op of an in-graph tf.FIFOQueue; the model reads its dequeue.
 
 The queue lives on the CPU so the next batch is staged while the GPU computes the current
-step. ``feed_dict()`` returns ``{}``; it only times how long the loop waits for an empty queue
-and re-raises a worker error. The NPU tree cannot use TF queues (see npu_training/feeder.py).
+step; the thread exists only because the enqueue blocks while the queue is full (the source's
+own workers do the decoding). ``feed_dict()`` returns ``{}``; it only times how long the loop waits
+for an empty queue and re-raises the enqueue thread's error. The NPU tree cannot use TF queues (see npu_training/feeder.py).
 
 Loop contract (same in both trees)::
 
@@ -19,19 +20,19 @@ import logging
 import threading
 import time
 
-from common.data.feeding import KEYS, BackgroundFeeder
+from common.data.feeding import KEYS, SourceFeeder
 from common.tf_compat import tf
 
 LOG = logging.getLogger(__name__)
 
 
-class Feeder(BackgroundFeeder):
-    """Fills a tf.FIFOQueue from ``source`` on a background thread; see the module docstring."""
-
-    thread_name = "gpu-feeder"
+class Feeder(SourceFeeder):
+    """Fills a tf.FIFOQueue from ``source`` on its enqueue thread; see the module docstring."""
 
     def __init__(self, source, hp, batch_size, capacity=8):
         super(Feeder, self).__init__(source, hp, batch_size)
+        self._thread = None
+        self._delivered = 0
         self._cond = threading.Condition()
         with tf.device("/cpu:0"), tf.name_scope("feeder"):
             self._placeholders = [tf.placeholder(tf.float32, shape=self._shapes[key], name=key) for key in KEYS]
@@ -57,11 +58,40 @@ class Feeder(BackgroundFeeder):
         self.batches_fed += 1
         return {}
 
-    def _deliver(self, values):
-        self._sess.run(self._enqueue_op, feed_dict=dict(zip(self._placeholders, values)))
-        with self._cond:
-            self._cond.notify_all()
-        return True
+    def start(self, sess):
+        """Start the enqueue thread; ``sess`` must stay open until stop()."""
+        super(Feeder, self).start(sess)
+        self._thread = threading.Thread(target=self._work, name="gpu-feeder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=30.0):
+        """Stop the enqueue thread (closing the queue unblocks it), close the source, join the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._wake()
+            self._thread.join(timeout)
+        super(Feeder, self).stop(timeout)
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                LOG.warning("feeder thread still blocked in the data source after %.0f s; leaving it (daemon)",
+                            2 * timeout)
+
+    def _work(self):
+        try:
+            while not self._stopping.is_set():
+                values = self.next_values()
+                self._sess.run(self._enqueue_op, feed_dict=dict(zip(self._placeholders, values)))
+                with self._cond:
+                    self._delivered += 1
+                    self._cond.notify_all()
+        except Exception as error:  # re-raised in the training loop by feed_dict()/check()
+            if self._stopping.is_set():
+                LOG.debug("feeder thread stopped: %s", error)
+                return
+            LOG.error("feeder worker failed", exc_info=True)
+            self._error = error
+            self._wake()
 
     def _wake(self):
         """Wake a waiting feed_dict and close the queue, cancelling a blocked enqueue or dequeue."""

@@ -2,8 +2,8 @@
 import dataclasses
 import logging
 
+from common import emulation
 from common.tf_compat import RewriterConfig, tf
-from common.training.loop import EMULATE_ENV
 
 LOG = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def wrap_optimizer(opt, mixed_precision):
 def describe_device(emulate=False):
     """Log (one line) and return "gpu" or "cpu": where this process will train."""
     if emulate:
-        LOG.warning("%s=1: training on the CPU", EMULATE_ENV)
+        LOG.warning("%s=1: training on the CPU", emulation.ENV)
         return "cpu"
     gpus = tf.config.experimental.list_physical_devices("GPU")
     if not gpus:

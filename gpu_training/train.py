@@ -6,6 +6,7 @@ Started by horovodrun, each process trains one data-parallel rank (gpu_training/
 """
 import sys
 
+from common import emulation
 from common.training import loop as training
 from gpu_training import distribute, session
 from gpu_training.decoder import dynamic_decode_loop
@@ -22,6 +23,32 @@ def options_from_args(args):
     return session.GpuOptions(mixed_precision=args.mixed_precision, xla=args.xla)
 
 
+class GpuStack(training.Stack):
+    """The GPU stack, or with ``emulate`` the same graph on the CPU with every GPU hidden."""
+
+    def __init__(self, options, emulate):
+        self.options = options
+        self.emulate = emulate
+
+    def session_config(self):
+        return session.session_config(mixed_precision=self.options.mixed_precision, xla=self.options.xla,
+                                      emulate=self.emulate)
+
+    def wrap_optimizer(self, opt):
+        return session.wrap_optimizer(opt, self.options.mixed_precision)
+
+    def describe_device(self):
+        return session.describe_device(emulate=self.emulate)
+
+    def distribution(self):
+        return distribute.distribution(emulate=self.emulate)
+
+
+def stack(options, environ=None):
+    """The GPU stack of this process: the one place the tree reads the emulation switch."""
+    return GpuStack(options, emulate=emulation.requested(environ))
+
+
 BACKEND = training.Backend(
     name="gpu",
     decode_loop=dynamic_decode_loop,
@@ -29,11 +56,7 @@ BACKEND = training.Backend(
     options=session.GpuOptions(),
     add_arguments=add_arguments,
     options_from_args=options_from_args,
-    session_config=lambda options: session.session_config(mixed_precision=options.mixed_precision,
-                                                          xla=options.xla, emulate=training.emulation_requested()),
-    wrap_optimizer=lambda options: (lambda opt: session.wrap_optimizer(opt, options.mixed_precision)),
-    describe_device=lambda options: session.describe_device(emulate=training.emulation_requested()),
-    distribution=lambda options: distribute.distribution(emulate=training.emulation_requested()),
+    stack=stack,
 )
 
 

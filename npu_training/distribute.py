@@ -6,8 +6,9 @@ all-reduce in compute_gradients), imported from npu_bridge.estimator.npu.npu_opt
 npu_init, whose import patches every tf.Session, the emulation's CPU session included. Initial state:
 one HCCL broadcast from rank 0 of every float variable (the adapter's own helper covers trainable ones only).
 
-Emulated on the CPU (LIP2WAV_EMULATE=1 or no npu_bridge), the same launcher also serves a Gloo rendezvous and
-the collectives go through Horovod, so ranks, shards, the broadcast and the chief's role run for real.
+Emulated on the CPU (--emulate or no npu_bridge; npu_training/train.py picks that stack), the same launcher also
+serves a Gloo rendezvous and the collectives go through Horovod, so ranks, shards, the broadcast and the chief's
+role run for real.
 """
 import os
 
@@ -41,13 +42,13 @@ class HcclDistribution(distribute.Distribution):
         return tf.group(*assigns)
 
 
-def distribution(environ=None):
+def distribution(emulated, environ=None):
     """Single process for RANK_SIZE 1; HCCL on the device; Horovod over Gloo when emulating several ranks."""
     environ = os.environ if environ is None else environ
     env = session.device_env(environ)
     if env.rank_size == 1:
         return distribute.Distribution()
-    if session.emulating(environ):
+    if emulated:
         if GLOO_RENDEZVOUS_ENV not in environ:
             raise distribute.DistributionError(
                 "RANK_SIZE=%d emulated on the CPU needs the Gloo rendezvous the launcher serves: start the ranks "

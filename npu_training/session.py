@@ -7,7 +7,7 @@ memory_optimization passes are turned off as the adapter docs require. iteration
 needs GetNext sinking (tf.data + enable_data_pre_proc), so with the feed_dict feeder it stays 1.
 
 npu_bridge is imported only inside functions: without it (a workstation) the same graph runs on
-the CPU and one log line says so.
+the CPU (npu_training/train.py picks that stack once) and one log line says so.
 """
 import dataclasses
 import json
@@ -16,13 +16,11 @@ import os
 from typing import Optional
 
 from common.tf_compat import RewriterConfig, tf
-from common.training.loop import EMULATE_ENV, emulation_requested
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 PRECISION_MODES = ("force_fp32", "force_fp16", "allow_fp32_to_fp16", "must_keep_origin_dtype", "allow_mix_precision")
 DEFAULT_PRECISION_MODE = "allow_mix_precision"
-_warned_emulating = False  # the CPU-fallback line is logged once per process
 
 
 class NpuConfigError(Lip2WavError, ValueError):
@@ -75,8 +73,9 @@ def device_env(environ=None):
     return env
 
 
-def npu_optimizer_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1, mix_compile_mode=False):
-    """ConfigProto with the NpuOptimizer custom optimizer; pure protobuf, needs no npu_bridge."""
+def check_settings(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1):
+    """Refuse, in one line, a setting the adapter cannot use; the emulation checks too, so a workstation run
+    catches what the device would refuse."""
     if precision_mode not in PRECISION_MODES:
         raise NpuConfigError("precision_mode %r is not one of %s: pick one of these"
                              % (precision_mode, ", ".join(PRECISION_MODES)))
@@ -84,6 +83,11 @@ def npu_optimizer_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_l
         raise NpuConfigError("iterations_per_loop=%r: the feed_dict feeder has no GetNext op to sink, and "
                              "several steps per sess.run need tf.data with enable_data_pre_proc: use 1"
                              % (iterations_per_loop,))
+
+
+def npu_optimizer_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1, mix_compile_mode=False):
+    """ConfigProto with the NpuOptimizer custom optimizer; pure protobuf, needs no npu_bridge."""
+    check_settings(precision_mode, iterations_per_loop)
     config = tf.ConfigProto(allow_soft_placement=True)
     custom_op = config.graph_options.rewrite_options.custom_optimizers.add()
     custom_op.name = "NpuOptimizer"
@@ -139,66 +143,19 @@ def npu_bridge_available():
     return True
 
 
-def session_config(precision_mode=DEFAULT_PRECISION_MODE, iterations_per_loop=1, mix_compile_mode=False):
-    """The NPU session config, or a CPU config (one log line) when npu_bridge is missing.
-
-    The arguments are validated in both cases so a workstation run catches a bad setting.
-    """
-    config = npu_optimizer_config(precision_mode, iterations_per_loop, mix_compile_mode)
-    if emulating():
-        return cpu_config()
-    LOG.info("Ascend session: precision_mode=%s iterations_per_loop=%d", precision_mode, iterations_per_loop)
-    return config
-
-
-def describe_device(environ=None):
-    """Log (one line per process for the CPU fallback) and return "npu" or "cpu": where the graph runs."""
-    if emulating(environ):
-        return "cpu"
-    env = device_env(environ)
-    LOG.info("training on Ascend device %d (rank %d of %d)", env.device_id, env.rank_id, env.rank_size)
-    return "npu"
-
-
-def wrap_optimizer(opt, loss_scaling=False, is_distributed=False):
-    """Optionally wrap ``opt`` in NPU loss scaling (off by default: the Lip2Wav port trained without it).
+def loss_scale_optimizer(opt, is_distributed):
+    """``opt`` in NPU dynamic loss scaling (flag --loss-scaling; the Lip2Wav port trained without it).
 
     ``opt`` arrives already wrapped for data parallelism (NPUDistributedOptimizer): the loss-scale optimizer
     only all-reduces the overflow flag (is_distributed), never the gradients, so it must sit outside.
-    Whether the device is used is decided by the emulation switch, so a forced emulation on an NPU image
-    never puts the float-status ops into a CPU session.
-
     The Ascend 910 detects fp16 overflow only in saturation mode, so the NPU's own
-    NPULossScaleOptimizer must do it, not TF's. On the CPU emulation ``opt`` is returned as is.
+    NPULossScaleOptimizer must do it, not TF's.
     """
-    if not loss_scaling:
-        return opt
-    if emulating():
-        LOG.warning("emulating on the CPU: NPU loss scaling skipped (its float-status ops need the device)")
-        return opt
     from npu_bridge.estimator.npu.npu_loss_scale_manager import ExponentialUpdateLossScaleManager
     from npu_bridge.estimator.npu.npu_loss_scale_optimizer import NPULossScaleOptimizer
     manager = ExponentialUpdateLossScaleManager(init_loss_scale=2 ** 32, incr_every_n_steps=1000,
                                                 decr_every_n_nan_or_inf=2, decr_ratio=0.5)
     return NPULossScaleOptimizer(opt, manager, is_distributed=is_distributed)
-
-
-def emulating(environ=None):
-    """True (after logging why, once per process) when the NPU graph runs on the CPU."""
-    if emulation_requested(environ):
-        _warn_emulating("%s=1" % EMULATE_ENV)
-        return True
-    if not npu_bridge_available():
-        _warn_emulating("npu_bridge not importable")
-        return True
-    return False
-
-
-def _warn_emulating(reason):
-    global _warned_emulating
-    if not _warned_emulating:
-        LOG.warning("%s: emulating the NPU graph on the CPU", reason)
-        _warned_emulating = True
 
 
 def _env_int(environ, name, default):

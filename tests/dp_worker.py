@@ -53,7 +53,8 @@ def main(argv=None):
     tf.train.AdamOptimizer = RecordingAdam  # model_lib.train_op looks both up when it builds the graph
     tf.clip_by_global_norm = recording_clip
     options = backend.options
-    distribution = backend.distribution(options)
+    stack = backend.stack(options)
+    distribution = stack.distribution()
     hp = hparams.resolve("synthetic")
     shard = distribution.data_shard(hp.tacotron_random_seed)
     source = BatchSource(args.data, "train", hp, hp.tacotron_batch_size, seed=shard.seed, workers=1,
@@ -69,10 +70,10 @@ def main(argv=None):
 
     source._fill = recording_fill
     tf.set_random_seed(hp.tacotron_random_seed + 1000 * distribution.rank)
-    graph = loop.TrainingGraph(backend, options, hp, source, distribution)
+    graph = loop.TrainingGraph(backend, stack, hp, source, distribution)
     variables = [v for _, v in recorded_gradients]
     record = {}
-    with tf.Session(config=distribution.configure_session(backend.session_config(options))) as sess:
+    with tf.Session(config=distribution.configure_session(stack.session_config())) as sess:
         sess.run(tf.global_variables_initializer())
         record["before_broadcast"] = sess.run(variables)
         sess.run(graph.broadcast)

@@ -120,11 +120,12 @@ def test_npu_loss_scaling_sits_outside_the_distributed_optimizer(adapter, tmp_pa
     environ = _hccl_env(tmp_path)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    hccl = npu_distribute.distribution(environ)
+    stack = npu_train.stack(npu_session.NpuOptions(loss_scaling=True), environ)
+    hccl = stack.distribution()
     assert isinstance(hccl, npu_distribute.HcclDistribution)
     assert (hccl.rank, hccl.size, hccl.local_rank, hccl.is_chief) == (1, 2, 1, False)
     opt = object()
-    wrapped = loop.optimizer_wrapper(npu_train.BACKEND, npu_session.NpuOptions(loss_scaling=True), hccl)(opt)
+    wrapped = loop.optimizer_wrapper(stack, hccl)(opt)
     assert type(wrapped).__name__ == "LossScale" and wrapped.is_distributed
     assert type(wrapped.inner).__name__ == "Distributed" and wrapped.inner.inner is opt
 
@@ -132,7 +133,7 @@ def test_npu_loss_scaling_sits_outside_the_distributed_optimizer(adapter, tmp_pa
 def test_forced_emulation_skips_npu_loss_scaling_even_where_npu_bridge_imports(adapter, monkeypatch):
     monkeypatch.setenv("LIP2WAV_EMULATE", "1")
     opt = object()
-    assert npu_session.wrap_optimizer(opt, loss_scaling=True, is_distributed=True) is opt
+    assert npu_train.stack(npu_session.NpuOptions(loss_scaling=True)).wrap_optimizer(opt) is opt
     assert "manager" not in adapter
 
 
@@ -142,15 +143,12 @@ def test_forced_emulation_skips_npu_loss_scaling_even_where_npu_bridge_imports(a
 ])
 def test_npu_distribution_names_what_a_rank_is_missing(adapter, tmp_path, monkeypatch, extra, message):
     environ = dict(_hccl_env(tmp_path), **extra)
-    monkeypatch.setattr(npu_session, "_warned_emulating", True)
-    if "LIP2WAV_EMULATE" in extra:
-        monkeypatch.setenv("LIP2WAV_EMULATE", "1")
     with pytest.raises(distribute.DistributionError, match=message):
-        npu_distribute.distribution(environ)
+        npu_train.stack(npu_session.NpuOptions(), environ).distribution()
 
 
 def test_one_npu_process_is_the_single_process_default():
-    assert type(npu_distribute.distribution({})) is distribute.Distribution
+    assert type(npu_train.stack(npu_session.NpuOptions(), {}).distribution()) is distribute.Distribution
 
 
 def test_npu_bridge_without_cann_hccl_is_unavailable_with_one_line(monkeypatch, caplog):

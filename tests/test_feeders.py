@@ -105,7 +105,6 @@ def test_both_feeders_deliver_the_same_batches_in_order():
         assert seen == [(float(i),) * 3 for i in range(5)]
         assert feeder.batches_fed == 5
         assert source.closed
-        assert not feeder._thread.is_alive()
         results.append(seen)
     assert results[0] == results[1]
 
@@ -114,6 +113,20 @@ def test_npu_feeder_graph_has_no_queue_ops():
     with tf.Graph().as_default() as graph:
         npu_feeder.Feeder(FakeSource(), HP, BATCH)
         assert sorted(op.type for op in graph.get_operations()) == ["Placeholder"] * 3
+
+
+def test_only_the_gpu_feeder_has_a_thread_of_its_own():
+    """One producer (the source); the GPU tree keeps only the thread its blocking enqueue op needs."""
+    threads = {}
+    for feeder_class in FEEDERS:
+        before = set(threading.enumerate())
+        with tf.Graph().as_default() as graph:
+            feeder = feeder_class(FakeSource(), HP, BATCH)
+            with tf.Session(graph=graph) as sess:
+                feeder.start(sess)
+                threads[feeder_class] = sorted(t.name for t in set(threading.enumerate()) - before)
+                feeder.stop()
+    assert threads == {gpu_feeder.Feeder: ["gpu-feeder"], npu_feeder.Feeder: []}
 
 
 @pytest.mark.parametrize("feeder_class", FEEDERS)
@@ -150,11 +163,10 @@ def test_waiting_for_data_is_counted(feeder_class):
     assert feeder.wait_seconds > 0.0
 
 
-@pytest.mark.parametrize("feeder_class", FEEDERS)
-def test_stop_joins_a_worker_blocked_on_a_full_queue(feeder_class):
+def test_gpu_stop_joins_an_enqueue_blocked_on_a_full_queue():
     source = FakeSource()
     with tf.Graph().as_default() as graph:
-        feeder = feeder_class(source, HP, BATCH, capacity=2)
+        feeder = gpu_feeder.Feeder(source, HP, BATCH, capacity=2)
         with tf.Session(graph=graph) as sess:
             feeder.start(sess)
             sess.run(feeder.inputs, feed_dict=feeder.feed_dict())
@@ -169,6 +181,11 @@ def test_misuse_names_the_fix(module):
         feeder = module.Feeder(FakeSource(), HP, BATCH)
         with pytest.raises(FeederError, match="start the feeder first"):
             feeder.feed_dict()
+        with tf.Session() as sess:
+            feeder.start(sess)
+            feeder.stop()
+            with pytest.raises(FeederError, match="after stop"):
+                feeder.feed_dict()
 
 
 @pytest.mark.parametrize("feeder_class", FEEDERS)

@@ -31,12 +31,12 @@ def test_parallel_iterations_lever_reaches_both_decode_loops(tree):
 
 def test_config_levers_change_only_their_setting():
     backend = trees.backend("gpu")
-    default = backend.session_config(backend.options)
+    default = backend.stack(backend.options).session_config()
     for name, check in [("inter-op-1", lambda c: c.inter_op_parallelism_threads == 1),
                         ("grappler-off", lambda c: c.graph_options.rewrite_options.disable_meta_optimizer),
                         ("xla", lambda c: c.graph_options.optimizer_options.global_jit_level
                          == tf.OptimizerOptions.ON_1)]:
-        config = backend.session_config(backend.options)
+        config = backend.stack(backend.options).session_config()
         levers.LEVERS[name].edit_config(config)
         assert check(config) and not check(default)
 

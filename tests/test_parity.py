@@ -56,7 +56,7 @@ def batch(hp):
 def training_graph(tree, hp, batch):
     """The tree's real training graph (its feeder, decode loop and optimizer wrapper), fed ``batch``."""
     backend = TREES[tree].BACKEND
-    return training.TrainingGraph(backend, backend.options, hp, RepeatSource(batch))
+    return training.TrainingGraph(backend, backend.stack(backend.options), hp, RepeatSource(batch))
 
 
 def one_training_step(graph, sess):

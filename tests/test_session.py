@@ -7,7 +7,9 @@ import pytest
 
 from common.tf_compat import RewriterConfig, tf
 from gpu_training import session as gpu_session
+from gpu_training import train as gpu_train
 from npu_training import session as npu_session
+from npu_training import train as npu_train
 
 
 def test_rewriter_config_is_the_config_proto_field_type():
@@ -86,7 +88,6 @@ def test_npu_refuses_iterations_per_loop_above_one():
 @pytest.fixture
 def without_npu_bridge(monkeypatch):
     monkeypatch.setitem(sys.modules, "npu_bridge", None)  # makes `import npu_bridge` raise ImportError
-    monkeypatch.setattr(npu_session, "_warned_emulating", False)
 
 
 @pytest.fixture
@@ -111,44 +112,49 @@ def fake_npu_bridge(monkeypatch):
     return made
 
 
+def npu_stack(environ=None, **options):
+    return npu_train.stack(npu_session.NpuOptions(**options), {} if environ is None else environ)
+
+
 def test_npu_session_without_bridge_falls_back_to_cpu(without_npu_bridge, caplog):
     with caplog.at_level(logging.INFO, logger=npu_session.LOG.name):
-        config = npu_session.session_config()
+        config = npu_stack().session_config()
     assert not config.graph_options.rewrite_options.custom_optimizers
     assert [r.getMessage() for r in caplog.records] == ["npu_bridge not importable: emulating the NPU graph on the CPU"]
 
 
 def test_npu_describe_device_and_session_log_the_fallback_once(without_npu_bridge, caplog):
     with caplog.at_level(logging.INFO, logger=npu_session.LOG.name):
-        assert npu_session.describe_device() == "cpu"
-        npu_session.session_config()
+        stack = npu_stack()
+        assert stack.describe_device() == "cpu"
+        stack.session_config()
     assert len(caplog.records) == 1
 
 
 def test_npu_describe_device_with_bridge(fake_npu_bridge, caplog):
     with caplog.at_level(logging.INFO, logger=npu_session.LOG.name):
-        assert npu_session.describe_device({"DEVICE_ID": "5"}) == "npu"
+        assert npu_stack({"DEVICE_ID": "5"}).describe_device() == "npu"
     assert [r.getMessage() for r in caplog.records] == ["training on Ascend device 5 (rank 0 of 1)"]
 
 
 def test_npu_session_without_bridge_still_validates(without_npu_bridge):
     with pytest.raises(npu_session.NpuConfigError):
-        npu_session.session_config(precision_mode="fp8")
+        npu_stack(precision_mode="fp8").session_config()
 
 
 def test_npu_session_with_bridge_uses_npu_optimizer(fake_npu_bridge):
-    config = npu_session.session_config(precision_mode="force_fp32")
+    config = npu_stack(precision_mode="force_fp32").session_config()
     assert _npu_options(config)["precision_mode"].s == b"force_fp32"
 
 
 def test_npu_loss_scaling_is_off_by_default(fake_npu_bridge):
     opt = object()
-    assert npu_session.wrap_optimizer(opt) is opt
+    assert npu_stack().wrap_optimizer(opt) is opt
 
 
 def test_npu_loss_scaling_with_bridge(fake_npu_bridge):
     opt = object()
-    wrapped = npu_session.wrap_optimizer(opt, loss_scaling=True)
+    wrapped = npu_stack(loss_scaling=True).wrap_optimizer(opt)
     assert wrapped.opt is opt
     assert fake_npu_bridge["manager"]["init_loss_scale"] == 2 ** 32
     assert fake_npu_bridge["manager"]["decr_ratio"] == 0.5
@@ -156,7 +162,7 @@ def test_npu_loss_scaling_with_bridge(fake_npu_bridge):
 
 def test_npu_loss_scaling_without_bridge_is_skipped(without_npu_bridge):
     opt = object()
-    assert npu_session.wrap_optimizer(opt, loss_scaling=True) is opt
+    assert npu_stack(loss_scaling=True).wrap_optimizer(opt) is opt
 
 
 def test_device_env_defaults():
@@ -186,12 +192,15 @@ def test_device_env_errors_name_the_fix(environ, message):
 
 def test_emulate_env_forces_the_cpu_in_both_trees(monkeypatch, caplog):
     monkeypatch.setenv("LIP2WAV_EMULATE", "1")
-    monkeypatch.setattr(npu_session, "_warned_emulating", False)
     monkeypatch.setattr(npu_session, "npu_bridge_available", lambda: True)
     with caplog.at_level(logging.WARNING):
-        assert npu_session.describe_device() == "cpu"
-        config = npu_session.session_config()
+        stack = npu_train.stack(npu_session.NpuOptions())
+        assert stack.describe_device() == "cpu"
+        config = stack.session_config()
     assert not config.graph_options.rewrite_options.custom_optimizers
     assert "LIP2WAV_EMULATE=1: emulating the NPU graph on the CPU" in caplog.text
-    assert gpu_session.describe_device(emulate=True) == "cpu"
-    assert gpu_session.session_config(emulate=True).device_count["GPU"] == 0
+    stack = gpu_train.stack(gpu_session.GpuOptions())
+    with caplog.at_level(logging.WARNING):
+        assert stack.describe_device() == "cpu"
+    assert "LIP2WAV_EMULATE=1: training on the CPU" in caplog.text
+    assert dict(stack.session_config().device_count) == {"GPU": 0}  # a missing key also reads 0

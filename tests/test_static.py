@@ -321,7 +321,7 @@ FORBIDDEN = {
 # Layers inside common/, lowest first: a module may import its own layer and the ones below, never above.
 COMMON_LAYERS = (
     ("base", ("common.errors", "common.atomic", "common.tf_compat", "common.cli", "common.devices",
-              "common.plotting", "common.progress")),
+              "common.emulation", "common.plotting", "common.progress")),
     ("config", ("common.config",)),
     ("data/model", ("common.data", "common.model")),
     ("prep", ("common.prep",)),

@@ -1,16 +1,13 @@
-"""What both device feeders agree on: the batch keys, their static shapes and the batch check.
+"""What both device feeders agree on: the batch keys, their static shapes, the batch check and the loop contract.
 
 The graph of either tree is built for exactly ``batch_shapes(hp, batch_size)``; a batch that does
-not match fails here, in the feeder thread, with a message naming the fix, instead of deep in TF.
+not match fails here, before the graph, with a message naming the fix, instead of deep in TF.
 """
-import logging
 import threading
 
 import numpy as np
 from common.data import windows
 from common.errors import Lip2WavError
-
-LOG = logging.getLogger(__name__)
 
 KEYS = ("inputs", "mel_targets", "speaker_embeddings")
 
@@ -43,16 +40,13 @@ def check_batch(batch, shapes):
     return values
 
 
-class BackgroundFeeder(object):
-    """The worker-thread life cycle both feeders share; subclasses only move batches.
+class SourceFeeder(object):
+    """What both feeders share: the batch source (the one producer) and the loop contract.
 
-    A subclass builds ``inputs``, ``mel_targets`` and ``speaker_embeddings`` with the static
-    ``self._shapes``, implements ``_deliver(values)`` (hand one checked batch to the graph's
-    side; return False when stop() interrupted it) and ``feed_dict()``, and may override
-    ``_wake()`` (unblock a waiting feed_dict or deliver on stop or error).
+    start(sess), feed_dict() per step, check() (re-raise a transport error), stop() (closes the source).
+    A subclass builds ``inputs``, ``mel_targets`` and ``speaker_embeddings`` with the static ``self._shapes``
+    and takes each checked batch from next_values(); the source's own worker threads do the decoding.
     """
-
-    thread_name = "feeder"
 
     def __init__(self, source, hp, batch_size):
         self._source = source
@@ -60,65 +54,43 @@ class BackgroundFeeder(object):
         self.wait_seconds = 0.0
         self.batches_fed = 0
         self._sess = None
-        self._thread = None
+        self._batches = None
         self._error = None
-        self._delivered = 0
+        self._taken = 0
         self._stopping = threading.Event()
 
     def start(self, sess):
-        """Start the worker thread; ``sess`` must stay open until stop()."""
-        if self._thread is not None:
+        """Begin feeding from ``sess``, which must stay open until stop()."""
+        if self._sess is not None:
             raise FeederError("feeder already started: create one Feeder per training run")
         self._sess = sess
-        self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
-        self._thread.start()
+        self._batches = iter(self._source)
 
     def check(self):
-        """Re-raise the worker thread's error (e.g. a DatasetError) in the training loop."""
+        """Re-raise the error that stopped the feeding (e.g. a DatasetError) in the training loop."""
         if self._error is not None:
             raise self._error
 
     def _check_usable(self):
-        if self._thread is None:
+        if self._sess is None:
             raise FeederError("feed_dict() called before start(sess): start the feeder first")
         self.check()
         if self._stopping.is_set():
             raise FeederError("feed_dict() called after stop(): the feeder is shut down")
 
+    def next_values(self):
+        """The source's next batch, checked against the graph's shapes, as arrays in KEYS order."""
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            raise FeederError("the data source ended after %d batches: it must iterate forever"
+                              % self._taken) from None
+        self._taken += 1
+        return check_batch(batch, self._shapes)
+
     def stop(self, timeout=30.0):
-        """Stop the worker (unblocking it), join it, then close the source."""
+        """Stop feeding, then close the source (which joins its workers); ``timeout`` bounds a subclass's join."""
         self._stopping.set()
-        if self._thread is not None:
-            self._wake()
-            self._thread.join(timeout)
         close = getattr(self._source, "close", None)
         if close is not None:
             close()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                LOG.warning("feeder thread still blocked in the data source after %.0f s; leaving it (daemon)",
-                            2 * timeout)
-
-    def _wake(self):
-        """Unblock whoever waits on the transport; the base transport needs nothing."""
-
-    def _work(self):
-        try:
-            batches = iter(self._source)
-            while not self._stopping.is_set():
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    raise FeederError("the data source ended after %d batches: it must iterate forever"
-                                      % self._delivered)
-                if not self._deliver(check_batch(batch, self._shapes)):
-                    return
-                self._delivered += 1
-        except Exception as error:  # re-raised in the training loop by feed_dict()/check()
-            if self._stopping.is_set():
-                LOG.debug("feeder thread stopped: %s", error)
-                return
-            LOG.error("feeder worker failed", exc_info=True)
-            self._error = error
-            self._wake()

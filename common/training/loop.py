@@ -31,16 +31,10 @@ from common.training import rundir
 from common.training.rundir import checkpoint_step
 
 LOG = logging.getLogger("lip2wav.train")
-EMULATE_ENV = "LIP2WAV_EMULATE"
 # Signals that stop training after a checkpoint: Ctrl-C, and SIGTERM from docker stop, schedulers,
 # preemption and a launcher whose other rank failed. The exit code is the shell's 128 + signal number
 # (130, 143), which schedulers read as "terminated by that signal", so they requeue the job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def emulation_requested(environ=None):
-    """True when the launcher asked for the CPU even where a device exists (`invoke train --emulate`)."""
-    return (os.environ if environ is None else environ).get(EMULATE_ENV) == "1"
 
 
 class TrainingError(Lip2WavError, RuntimeError):
@@ -55,6 +49,27 @@ class TrainingStopped(TrainingError):
         self.exit_code = 128 + signum
 
 
+class Stack(object):
+    """One process's device stack, real or emulated on the CPU, picked once by the tree's Backend.stack.
+
+    session_config() -> ConfigProto; wrap_optimizer(opt) -> the device's optimizer wrapper (loss scaling, mixed
+    precision); describe_device() logs the one line saying where the graph runs; distribution() ->
+    common.training.distribute.Distribution. The defaults: no wrapper, one process.
+    """
+
+    def session_config(self):
+        raise NotImplementedError
+
+    def wrap_optimizer(self, opt):
+        return opt
+
+    def describe_device(self):
+        raise NotImplementedError
+
+    def distribution(self):
+        return distribute.Distribution()
+
+
 class Backend(object):
     """What a device tree plugs into the shared loop.
 
@@ -62,23 +77,17 @@ class Backend(object):
     (see gpu_training/feeder.py); options: the tree's typed settings (a frozen dataclass whose
     defaults are the trees' defaults); add_arguments(parser) declares them as flags and
     options_from_args(args) reads them back, so tools build options without a command line;
-    session_config(options) -> ConfigProto; wrap_optimizer(options) -> callable or None;
-    describe_device(options) logs the one line saying where the graph runs;
-    distribution(options) -> common.training.distribute.Distribution (default: one process).
+    stack(options) -> Stack, the real or emulated device stack, picked once per process.
     """
 
-    def __init__(self, name, decode_loop, feeder_class, options, add_arguments, options_from_args,
-                 session_config, wrap_optimizer, describe_device, distribution=None):
+    def __init__(self, name, decode_loop, feeder_class, options, add_arguments, options_from_args, stack):
         self.name = name
         self.decode_loop = decode_loop
         self.feeder_class = feeder_class
         self.options = options
         self.add_arguments = add_arguments
         self.options_from_args = options_from_args
-        self.session_config = session_config
-        self.wrap_optimizer = wrap_optimizer
-        self.describe_device = describe_device
-        self.distribution = distribution or (lambda options: distribute.Distribution())
+        self.stack = stack
 
 
 def build_parser(backend):
@@ -150,20 +159,19 @@ def resolve_run_hparams(args):
     return requested
 
 
-def optimizer_wrapper(backend, options, distribution):
+def optimizer_wrapper(stack, distribution):
     """The device's wrapper (loss scaling, mixed precision) around the distribution's (gradient averaging).
 
     This nesting is the one both stacks document: loss scaling scales the loss, the inner wrapper averages
     the scaled gradients over ranks, the outer one unscales them and checks overflow (on every rank).
     """
-    device_wrapper = backend.wrap_optimizer(options) or (lambda opt: opt)
-    return lambda opt: device_wrapper(distribution.wrap_optimizer(opt))
+    return lambda opt: stack.wrap_optimizer(distribution.wrap_optimizer(opt))
 
 
 class TrainingGraph(object):
     """The training graph: feeder -> model -> losses -> train op, plus summaries."""
 
-    def __init__(self, backend, options, hp, source, distribution=None):
+    def __init__(self, backend, stack, hp, source, distribution=None):
         self.distribution = distribution or distribute.Distribution()
         batch = hp.tacotron_batch_size
         self.feeder = backend.feeder_class(source, hp, batch)
@@ -175,7 +183,7 @@ class TrainingGraph(object):
                                  teacher_forcing_ratio=self.teacher_forcing_ratio)
         self.losses = model_lib.losses(hp, self.outputs, self.feeder.mel_targets)
         self.train_op, self.learning_rate, self.grad_norm = model_lib.train_op(
-            hp, self.losses.total, self.global_step, optimizer_wrapper(backend, options, self.distribution),
+            hp, self.losses.total, self.global_step, optimizer_wrapper(stack, self.distribution),
             world_size=self.distribution.size)
         self.scalars = {
             "loss": self.losses.total, "decoder_loss": self.losses.decoder, "postnet_loss": self.losses.postnet,
@@ -304,15 +312,15 @@ def train(backend, args):
 def _train(backend, args, stop):
     check_flags(args)
     hp = resolve_run_hparams(args)
-    options = backend.options_from_args(args)
-    distribution = backend.distribution(options)
+    stack = backend.stack(backend.options_from_args(args))
+    distribution = stack.distribution()
     chief = distribution.is_chief
     checkpoint = _restorable_checkpoint(args.run_dir, chief)
     start_step = checkpoint_step(checkpoint) if checkpoint else 0
     if start_step >= args.steps:
         LOG.info("%s is already at step %d (>= --steps %d); nothing to do", args.run_dir, start_step, args.steps)
         return {}
-    backend.describe_device(options)
+    stack.describe_device()
     _check_world_size(args.run_dir, hp, distribution, checkpoint)
     if distribution.size > 1:
         LOG.info("data parallel: %s", distribution.describe())
@@ -324,9 +332,9 @@ def _train(backend, args, stop):
     run = _Run(backend, args, hp, source, start_step, distribution)
     tf.reset_default_graph()
     tf.set_random_seed(hp.tacotron_random_seed)
-    graph = TrainingGraph(backend, options, hp, source, distribution)
+    graph = TrainingGraph(backend, stack, hp, source, distribution)
     writer = tf.summary.FileWriter(args.run_dir) if chief else None
-    with tf.Session(config=distribution.configure_session(backend.session_config(options))) as sess:
+    with tf.Session(config=distribution.configure_session(stack.session_config())) as sess:
         sess.run(tf.global_variables_initializer())
         if checkpoint:
             graph.saver.restore(sess, checkpoint)

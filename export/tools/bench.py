@@ -34,6 +34,7 @@ import numpy as np
 from common import cli
 from common import atomic
 from common import devices
+from common import emulation
 from common.config import hparams as hparams_lib
 from common.synthetic import astronaut as synthetic
 from common.training import checkpoints
@@ -112,8 +113,9 @@ class TreeRun(object):
         self.graph = tf.Graph()
         with self.graph.as_default(), build_context():
             tf.set_random_seed(hp.tacotron_random_seed)
-            self.model = training.TrainingGraph(backend, backend.options, hp, self.source)
-            self.session = tf.Session(graph=self.graph, config=config or backend.session_config(backend.options))
+            stack = backend.stack(backend.options)
+            self.model = training.TrainingGraph(backend, stack, hp, self.source)
+            self.session = tf.Session(graph=self.graph, config=config or stack.session_config())
             self.session.run(tf.global_variables_initializer())
         self.model.feeder.start(self.session)
         self.step_seconds = []
@@ -225,14 +227,14 @@ def train_world(tree, world_size, data_dir, run_dir, steps, workers):
         "--log-every", str(steps + 1), "--workers", str(workers)]
     command = launch.train_command(tree, devices, args, python=sys.executable)
     if tree == "gpu":
-        env = dict(os.environ, LIP2WAV_EMULATE="1")
+        env = emulation.environment(os.environ)
         code = subprocess.call(command, env=env)
     else:
         table = None
         if world_size > 1:
             table = launch.write_rank_table(run_dir, launch.rank_table(devices, "127.0.0.1",
                                                                        dict((d, "127.0.0.1") for d in devices)))
-        envs = [dict(e, LIP2WAV_EMULATE="1") for e in launch.process_envs(tree, devices, table)]
+        envs = [emulation.environment(e) for e in launch.process_envs(tree, devices, table)]
         code = launch.run_ranks(command, envs, emulate=True)
     if code:
         raise training.TrainingError("%s training with %d process(es) exited with %d (log above)"

@@ -43,9 +43,10 @@ def main():
     source = BatchSource(args.data, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                          workers=args.workers)
     tf.set_random_seed(hp.tacotron_random_seed)
-    model = training.TrainingGraph(backend, backend.options, hp, source)
+    stack = backend.stack(backend.options)
+    model = training.TrainingGraph(backend, stack, hp, source)
     fetches = {"train": model.train_op, "loss": model.losses.total}
-    with tf.Session(config=backend.session_config(backend.options)) as sess:
+    with tf.Session(config=stack.session_config()) as sess:
         sess.run(tf.global_variables_initializer())
         model.feeder.start(sess)
         try:

@@ -83,7 +83,7 @@ def variant_run(tree, hp, data_dir, workers, lever):
     config = None
     if lever.edit_config:
         backend = trees.backend(tree)
-        config = backend.session_config(backend.options)
+        config = backend.stack(backend.options).session_config()
         lever.edit_config(config)
     return bench.TreeRun(tree, hp, data_dir, lever.workers or workers, config=config,
                          build_context=lever.build_context)

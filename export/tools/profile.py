@@ -237,8 +237,8 @@ def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _session_config(backend, options, out_dir):
-    config = backend.session_config(options)
+def _session_config(backend, stack, out_dir):
+    config = stack.session_config()
     if backend.name == "npu":
         config = npu_session.with_profiling(config, os.path.join(os.path.abspath(out_dir), "ascend"))
     return config
@@ -250,11 +250,12 @@ def profile_tree(args, work_dir):
     data_dir = bench.make_data(work_dir, args.preset, hp)
     source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                          workers=args.workers)
-    config = _session_config(backend, backend.options, args.out)
+    stack = backend.stack(backend.options)
+    config = _session_config(backend, stack, args.out)
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(hp.tacotron_random_seed)
-        model = training.TrainingGraph(backend, backend.options, hp, source)
+        model = training.TrainingGraph(backend, stack, hp, source)
         fetches = {"train": model.train_op, "loss": model.losses.total}
         with tf.Session(graph=graph, config=config) as sess:
             sess.run(tf.global_variables_initializer())
