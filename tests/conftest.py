@@ -33,6 +33,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def two_hosts():
+    """Two hosts on this machine (tests/hosts.py) for one several-hosts test module; all of it removed after."""
+    from tests import hosts as hosts_lib
+
+    made = hosts_lib.Hosts()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 @pytest.fixture(scope="session")
 def synthetic_hp():
     return hparams.resolve("synthetic")

@@ -23,9 +23,11 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
+INVOKE = os.path.join(os.path.dirname(sys.executable), "invoke")
 SSHD = "/usr/sbin/sshd"
 IFACE = "l2w0"  # the same name on both hosts, like eth0 on a pair of servers
 SSH_PORT = 22
@@ -228,3 +230,8 @@ class Hosts(object):
             subprocess.run(["ip", "netns", "delete", name], stderr=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
         atexit.unregister(self.close)
+
+
+def train_command(target, data, run, *flags):
+    """`invoke train --local` of ``target`` as a user types it on a host."""
+    return [INVOKE, "train", "--target", target, "--local", "--data", data, "--run-dir", str(run)] + list(flags)

@@ -1,14 +1,13 @@
 """Several hosts for real: two hosts on this machine (tests/hosts.py: network namespaces, sshd, one file system),
 the GPU tree started by the README's `invoke train --hosts` (horovodrun over ssh, Gloo). A host lost mid-run and
 the checks before a start: tests/test_hosts_faults.py. Needs root and Horovod (as in .ci/run)."""
-import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
+from common.training import rundir
 from tests import hosts as hosts_lib
 
 pytest.importorskip("horovod.tensorflow", reason="Horovod is not installed: .ci/run builds and installs it")
@@ -16,27 +15,8 @@ if hosts_lib.unavailable():
     pytest.skip(hosts_lib.unavailable(), allow_module_level=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INVOKE = os.path.join(os.path.dirname(sys.executable), "invoke")
 CHIEF_FILES = ["checkpoints", "distribution.json", "hparams.json", "plots", "run_summary.json", "train_log.jsonl",
                "train_log.rank1.jsonl"]
-
-
-@pytest.fixture(scope="module")
-def two_hosts():
-    made = hosts_lib.Hosts()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _gpu_train(data, run, *flags):
-    return [INVOKE, "train", "--target", "gpu", "--local", "--data", data, "--run-dir", str(run)] + list(flags)
-
-
-def _log(run, name="train_log.jsonl"):
-    with open(os.path.join(str(run), name)) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _losses(run):
@@ -58,11 +38,11 @@ def test_gpu_two_hosts_train_like_one_host_with_two_ranks(two_hosts, synthetic_d
     run, reference = tmp_path / "run", tmp_path / "reference"
     flags = ("--steps", "2", "--checkpoint-every", "2")
     began = time.monotonic()
-    result = two_hosts.run(0, _gpu_train(synthetic_data, run, "--hosts", "h1:1,h2:1", *flags), cwd=ROOT)
+    result = two_hosts.run(0, hosts_lib.train_command("gpu", synthetic_data, run, "--hosts", "h1:1,h2:1", *flags), cwd=ROOT)
     print("2 hosts x 1 rank, 2 steps: %.0f s" % (time.monotonic() - began))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--gloo --network-interface %s" % hosts_lib.IFACE in result.stderr
-    subprocess.run(_gpu_train(synthetic_data, reference, "--devices", "0,1", *flags), cwd=ROOT, check=True,
+    subprocess.run(hosts_lib.train_command("gpu", synthetic_data, reference, "--devices", "0,1", *flags), cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events = [name for name in os.listdir(str(run)) if name.startswith("events.")]
     assert sorted(os.listdir(str(run))) == sorted(CHIEF_FILES + events)
@@ -70,3 +50,7 @@ def test_gpu_two_hosts_train_like_one_host_with_two_ranks(two_hosts, synthetic_d
     assert _losses(run) == pytest.approx(_losses(reference), rel=1e-6)
     assert [step for step, _ in _losses(run)] == [2, 2], "each rank logs the last step (--log-every)"
     assert _log(run)[0]["loss"] != _log(run, "train_log.rank1.jsonl")[0]["loss"], "each rank reads its own shard"
+
+
+def _log(run, name=rundir.TRAIN_LOG):
+    return rundir.read_jsonl(os.path.join(str(run), name))

@@ -5,7 +5,6 @@ line naming the host and its rank; the run directory holds nothing half-written;
 last checkpoint. A host that refuses ssh, or lacks the repository or the Python at this host's paths, is one line
 and exit 2 before anything is written. Needs root and Horovod (as in .ci/run).
 """
-import json
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import time
 
 import pytest
 
+from common.training import rundir
 from tests import hosts as hosts_lib
 
 pytest.importorskip("horovod.tensorflow", reason="Horovod is not installed: .ci/run builds and installs it")
@@ -22,28 +22,9 @@ if hosts_lib.unavailable():
     pytest.skip(hosts_lib.unavailable(), allow_module_level=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INVOKE = os.path.join(os.path.dirname(sys.executable), "invoke")
 LOST_BOUND_SECONDS = 60
 HOSTS = ("--hosts", "h1:1,h2:1")
 CHECKPOINT_EVERY = 2  # at most CHECKPOINT_EVERY - 1 finished steps (and the one in flight) are lost
-
-
-@pytest.fixture(scope="module")
-def two_hosts():
-    made = hosts_lib.Hosts()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def _gpu_train(data, run, *flags):
-    return [INVOKE, "train", "--target", "gpu", "--local", "--data", data, "--run-dir", str(run)] + list(flags)
-
-
-def _log(run, name="train_log.jsonl"):
-    with open(os.path.join(str(run), name)) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _rank_pids(two_hosts, host):
@@ -93,7 +74,7 @@ def _nothing_half_written(run):
 def test_gpu_lost_host_ends_the_job_with_one_line_and_the_next_start_resumes(two_hosts, synthetic_data, tmp_path,
                                                                              fault):
     run = tmp_path / "run"
-    train = _gpu_train(synthetic_data, run, *HOSTS, "--checkpoint-every", str(CHECKPOINT_EVERY))
+    train = hosts_lib.train_command("gpu", synthetic_data, run, *HOSTS, "--checkpoint-every", str(CHECKPOINT_EVERY))
     began = time.monotonic()
     job = two_hosts.popen(0, train + ["--steps", "1000"], cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, universal_newlines=True)
@@ -148,7 +129,7 @@ def _refused_before_start(two_hosts, argv, tmp_path, cwd=ROOT):
 
 def test_gpu_host_refusing_ssh_is_one_line_before_anything_starts(two_hosts, synthetic_data, tmp_path):
     with two_hosts.sshd_stopped(1):
-        line = _refused_before_start(two_hosts, lambda run: _gpu_train(synthetic_data, run, *HOSTS), tmp_path)
+        line = _refused_before_start(two_hosts, lambda run: hosts_lib.train_command("gpu", synthetic_data, run, *HOSTS), tmp_path)
     assert line.startswith("host h2 is not reachable by ssh ("), line
     assert "Connection refused" in line and "`ssh h2 true` must work from this host without a prompt" in line
 
@@ -157,7 +138,7 @@ def test_gpu_host_lacking_the_repository_is_one_line_before_anything_starts(two_
     copy = os.path.join(two_hosts.only_on_h1, "repo")  # this path is empty on h2
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv", "runs"))
     try:
-        line = _refused_before_start(two_hosts, lambda run: _gpu_train(synthetic_data, run, *HOSTS), tmp_path,
+        line = _refused_before_start(two_hosts, lambda run: hosts_lib.train_command("gpu", synthetic_data, run, *HOSTS), tmp_path,
                                      cwd=copy)
     finally:
         shutil.rmtree(copy)
@@ -174,7 +155,11 @@ def test_gpu_host_lacking_the_python_is_one_line_before_anything_starts(two_host
     python = os.path.join(venv, "bin", "python")
     try:
         line = _refused_before_start(
-            two_hosts, lambda run: [python, "-m", "invoke"] + _gpu_train(synthetic_data, run, *HOSTS)[1:], tmp_path)
+            two_hosts, lambda run: [python, "-m", "invoke"] + hosts_lib.train_command("gpu", synthetic_data, run, *HOSTS)[1:], tmp_path)
     finally:
         shutil.rmtree(venv)
     assert line == "host h2 has no %s: install the same virtualenv at the same path on every host" % python
+
+
+def _log(run, name=rundir.TRAIN_LOG):
+    return rundir.read_jsonl(os.path.join(str(run), name))

@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -19,7 +18,6 @@ from containers import cluster, launch
 from tests import hosts as hosts_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INVOKE = os.path.join(os.path.dirname(sys.executable), "invoke")
 NO_HOROVOD = "Horovod is not installed: .ci/run builds and installs it"
 needs_horovod = pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason=NO_HOROVOD)
 needs_hosts = pytest.mark.skipif(bool(hosts_lib.unavailable()), reason=hosts_lib.unavailable() or "")
@@ -155,18 +153,8 @@ def test_a_first_server_that_never_comes_is_named_in_one_line_by_the_others():
             pytest.fail("the ranks started without the rendezvous")
 
 
-@pytest.fixture(scope="module")
-def two_hosts():
-    made = hosts_lib.Hosts()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def _npu_train(data, run, *flags):
-    return [INVOKE, "train", "--target", "npu", "--local", "--emulate", "--data", data, "--run-dir", str(run),
-            "--steps", "2", "--checkpoint-every", "2"] + list(flags)
+    return hosts_lib.train_command("npu", data, run, "--emulate", "--steps", "2", "--checkpoint-every", "2", *flags)
 
 
 def _losses(run):
