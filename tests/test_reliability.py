@@ -21,6 +21,7 @@ from common.data import crops
 from common.data import dataset
 from common.tf_compat import tf
 from common.training import checkpoints
+from common.training import rundir
 from export import freeze
 from export import graph
 from gpu_training import train as gpu_train
@@ -46,8 +47,7 @@ def summary(run_dir):
 
 
 def steps_on_disk(run_dir):
-    return [checkpoints.checkpoint_step(p) for p in checkpoints.list_checkpoints(os.path.join(str(run_dir),
-                                                                                           "checkpoints"))]
+    return [rundir.checkpoint_step(p) for p in rundir.list_checkpoints(os.path.join(str(run_dir), "checkpoints"))]
 
 
 def leftovers(folder):

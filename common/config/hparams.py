@@ -108,8 +108,9 @@ DECLARED = {
                         "window with stitch=concat).", NON_NEGATIVE),
     "stitch": ("crossfade", "How synthesis joins the windows of a long clip: crossfade (windows until one reaches "
                             "the end, the last padded) or concat (the original: full windows only, each later one "
-                            "without its first mel_overlap frames, the tail past the last full window dropped; seamless when T - "
-                            "overlap frames last mel_step_size - mel_overlap mel frames, as with the defaults).",
+                            "without its first mel_overlap frames, the tail past the last full window dropped; "
+                            "seamless when T - overlap frames last mel_step_size - mel_overlap mel frames, as with "
+                            "the defaults).",
                Choice(*STITCHES)),
     # Encoder
     "enc_conv_num_blocks": (5, "3D-conv blocks, each a conv halving height and width and two residual convs "

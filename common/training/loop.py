@@ -135,7 +135,7 @@ def check_flags(args):
 
 def latest_checkpoint(run_dir):
     """The newest checkpoint prefix in the run (by scanning, not by the state file's stored path), or None."""
-    found = checkpoints.list_checkpoints(rundir.checkpoint_dir(run_dir))
+    found = rundir.list_checkpoints(rundir.checkpoint_dir(run_dir))
     return found[-1] if found else None
 
 
@@ -251,7 +251,7 @@ def _restorable_checkpoint(run_dir, chief=True):
         checkpoint = checkpoints.newest_intact(checkpoint_dir, quarantine=chief)
     except OSError as error:
         raise _filesystem_error(error, checkpoint_dir, 0)
-    if checkpoint is None and checkpoints.list_checkpoints(checkpoint_dir):
+    if checkpoint is None and rundir.list_checkpoints(checkpoint_dir):
         raise TrainingError("every checkpoint in %s is damaged; restore them from a backup, or move the folder away "
                             "to train from step 0" % checkpoint_dir)
     return checkpoint
