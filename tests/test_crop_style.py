@@ -59,13 +59,13 @@ def test_original_crop_is_the_tight_int_box_written_as_cut_and_read_by_cv2_in_bg
     cut = crops.cut(frame, box, 16, crops.ORIGINAL)
     np.testing.assert_array_equal(cut, frame[0:15, 3:20])
     crops.write(str(tmp_path), 0, cut)
-    stored = cv2.imread(crops.path(str(tmp_path), 0))
+    stored = cv2.imread(os.path.join(str(tmp_path), "0.jpg"))
     assert stored.shape == (15, 17, 3)
     # The JPEG holds a normal image: decoded to RGB it is the crop (up to JPEG loss).
     assert np.abs(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB).astype(int) - cut).mean() < 3
     got = crops.read(str(tmp_path), 0, 16, crops.ORIGINAL)
     # The original's feeder: cv2.imread (BGR), cv2.resize with its default interpolation.
-    np.testing.assert_array_equal(got, cv2.resize(cv2.imread(crops.path(str(tmp_path), 0)), (16, 16)))
+    np.testing.assert_array_equal(got, cv2.resize(cv2.imread(os.path.join(str(tmp_path), "0.jpg")), (16, 16)))
     assert got[..., 0].mean() < 60 < 140 < got[..., 2].mean()  # BGR: blue (40) first, red (150 + x) last
 
 
@@ -77,7 +77,7 @@ def test_square_margin_crop_is_square_grown_and_rgb(tmp_path):
     np.testing.assert_array_equal(cut, cv2.resize(frame[8:32, 8:32], (12, 12), interpolation=cv2.INTER_AREA))
     crops.write(str(tmp_path), 0, cut)
     got = crops.read(str(tmp_path), 0, 12, crops.SQUARE_MARGIN)
-    np.testing.assert_array_equal(got, cv2.cvtColor(cv2.imread(crops.path(str(tmp_path), 0)), cv2.COLOR_BGR2RGB))
+    np.testing.assert_array_equal(got, cv2.cvtColor(cv2.imread(os.path.join(str(tmp_path), "0.jpg")), cv2.COLOR_BGR2RGB))
 
 
 def test_concat_windows_and_stitch_are_the_originals():
@@ -140,7 +140,7 @@ def test_preprocessing_mels_and_crops_follow_the_style(quiet_video, tmp_path, st
     hp = HP.replace(crop_style=style)
     data = str(tmp_path)
     preprocess.run([("clip", quiet_video)], data, hp, workers=1)
-    with open(os.path.join(data, crops.STYLE_RECORD)) as f:
+    with open(os.path.join(data, "crop_style.txt")) as f:
         assert f.read().strip() == style
     folder = os.path.join(data, "preprocessed", "clip")
     # The original's process_audio_file: audio.load_wav (librosa.core.load, no rescaling), then the mel.

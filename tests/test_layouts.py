@@ -19,8 +19,13 @@ OWNERS = [
         "hparams.json", "checkpoints", "model.ckpt", "checkpoint", "corrupt", "plots", "loss.png",
         "train_log.jsonl", "train_log.rank%d.jsonl", "run_summary.json", "distribution.json", "rank_table.json",
         "eval-%s", "summary.json", "scores.csv", "wavs", "export", "bench.json", "report.html")),
+    ("common/data/datadir.py", (
+        "preprocessed", ".tmp", "%d.jpg", ".jpg", "audio.wav", "mels.npz", "spec", "boxes.npy", "transcript.align",
+        "train", "val", "test", "%s.txt", "crop_style.txt", "preprocess_report.json", "sync_offsets.png", "videos",
+        ".part-", "intervals", "cut-", ".done", "download_report.json", "alignments", "align", ".align")),
 ]
-GENERIC = {"checkpoints", "checkpoint", "corrupt", "plots", "wavs", "export"}
+GENERIC = {"checkpoints", "checkpoint", "corrupt", "plots", "wavs", "export",
+           ".jpg", "train", "val", "test", "videos", "alignments"}
 
 
 def python_files():

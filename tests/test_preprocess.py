@@ -9,6 +9,7 @@ from common.data import audio
 from common.data import crops
 from common.prep import faces
 from common.config import hparams
+from common.prep import build_clip
 from common.prep import preprocess
 from common.synthetic import astronaut as synthetic
 from tests import synthetic_raw
@@ -68,8 +69,8 @@ def test_good_clip_layout_alignment_and_face(raw, hp, tmp_path):
     report = run_one(paths[0], tmp_path, hp)
     assert list(report["kept"]) == ["clip"] and not report["dropped"]
     assert check_clip(str(tmp_path / "preprocessed" / "clip"), hp) == 45
-    assert (tmp_path / preprocess.REPORT).is_file()
-    assert not (tmp_path / "preprocessed" / preprocess.TMP_DIR).exists()
+    assert (tmp_path / "preprocess_report.json").is_file()
+    assert not (tmp_path / "preprocessed" / ".tmp").exists()
     again = run_one(paths[0], tmp_path, hp)
     assert again["already_done"] == 1 and not again["kept"]
 
@@ -98,11 +99,11 @@ def test_silent_video_gives_crops_only_when_audio_is_optional(raw, hp, tmp_path)
     root, _ = raw
     silent = str(root / "bad" / "silent.mp4")
     out = tmp_path / "preprocessed" / "silent"
-    opts = preprocess.default_options(hp)
-    with pytest.raises(preprocess.ClipFault) as info:
-        preprocess.preprocess_clip(silent, str(out), hp, opts)
+    opts = build_clip.default_options(hp)
+    with pytest.raises(build_clip.ClipFault) as info:
+        build_clip.preprocess_clip(silent, str(out), hp, opts)
     assert info.value.reason == "no_audio" and not out.exists()
-    stats = preprocess.preprocess_clip(silent, str(out), hp, opts, require_audio=False)
+    stats = build_clip.preprocess_clip(silent, str(out), hp, opts, require_audio=False)
     assert stats["frames"] == 45
     names = set(os.listdir(str(out)))
     assert names == set("%d.jpg" % i for i in range(45)) | {"boxes.npy"}
@@ -131,7 +132,7 @@ def test_disk_failure_mid_clip_leaves_nothing(raw, hp, tmp_path, monkeypatch):
 
 def test_all_dropped_is_a_run_level_error(raw, hp, tmp_path):
     root, _ = raw
-    with pytest.raises(preprocess.PreprocessError, match="all 1 clips were dropped"):
+    with pytest.raises(build_clip.PreprocessError, match="all 1 clips were dropped"):
         run_one(str(root / "bad" / "corrupt.mp4"), tmp_path, hp)
 
 
@@ -150,7 +151,7 @@ def test_run_level_faults_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_fill_boxes_interpolates_short_gaps_and_rejects_long_ones(hp):
-    opts = preprocess.default_options(hp, smooth_frames=1)
+    opts = build_clip.default_options(hp, smooth_frames=1)
     boxes = np.tile(np.array([[10.0, 10.0, 30.0, 30.0]]), (30, 1))
     boxes[:, 0] += np.arange(30)
     boxes[5:8] = np.nan
@@ -160,7 +161,7 @@ def test_fill_boxes_interpolates_short_gaps_and_rejects_long_ones(hp):
     with pytest.raises(faces.NoFaceError, match="no face in 20 of 30 frames"):
         faces.fill_boxes(boxes, 30, opts)
     smooth = faces.fill_boxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10.0],
-                                             [0, 0, 10, 10]]), 30, preprocess.default_options(hp))[0]
+                                             [0, 0, 10, 10]]), 30, build_clip.default_options(hp))[0]
     assert np.allclose(smooth[2], [0, 0, 10, 10])  # a one-frame outlier is removed by the median
 
 

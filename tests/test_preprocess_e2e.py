@@ -14,6 +14,7 @@ from common.data import dataset
 from common.prep import faces
 from common.config import hparams
 from common.prep import preprocess
+from common.prep import reports
 from common.synthetic import astronaut as synthetic
 from tests import synthetic_raw
 
@@ -70,5 +71,5 @@ def test_raw_video_to_batches(tmp_path, capsys):
     assert batch["mel_targets"].shape == (2, hp.mel_step_size, hp.num_mels)
     assert 0.0 <= batch["inputs"].min() and batch["inputs"].max() <= 1.0
 
-    report = preprocess.dataset_report(str(data), hp)
+    report = reports.dataset_report(str(data), hp)
     assert "train" in report and "last preprocessing run: 3 clips kept, 0 dropped" in report

@@ -9,7 +9,9 @@ import pytest
 
 from common.config import hparams
 from common.data import audio
+from common.prep import build_clip
 from common.prep import preprocess
+from common.prep import reports
 from common.prep import sync
 from common.prep import video
 from common.synthetic import astronaut as synthetic
@@ -89,7 +91,7 @@ def _mels(data_dir, clip_id):
 
 def test_fix_sync_restores_a_shifted_clips_mels(shifted_videos, hp, tmp_path):
     clips = [("clean", shifted_videos["clean"]), ("late", shifted_videos["late"])]
-    report = preprocess.run(clips, str(tmp_path), hp, preprocess.default_options(hp, fix_sync=True), workers=1)
+    report = preprocess.run(clips, str(tmp_path), hp, build_clip.default_options(hp, fix_sync=True), workers=1)
     assert report["kept"]["clean"]["sync"]["offset"] == 0 and "shifted" not in report["kept"]["clean"]["sync"]
     record = report["kept"]["late"]["sync"]
     assert record["offset"] == 5 and record["shifted"] == 5 and record["residual"] == 0, record
@@ -105,10 +107,10 @@ def test_fix_sync_restores_a_shifted_clips_mels(shifted_videos, hp, tmp_path):
 
 
 def test_max_offset_drops_clips_that_stay_off(shifted_videos, hp, tmp_path):
-    with pytest.raises(preprocess.PreprocessError, match="all 1 clips were dropped"):
+    with pytest.raises(build_clip.PreprocessError, match="all 1 clips were dropped"):
         preprocess.run([("late", shifted_videos["late"])], str(tmp_path), hp,
-                       preprocess.default_options(hp, max_offset=2), workers=1)
-    with open(os.path.join(str(tmp_path), preprocess.REPORT)) as f:
+                       build_clip.default_options(hp, max_offset=2), workers=1)
+    with open(os.path.join(str(tmp_path), "preprocess_report.json")) as f:
         dropped = json.load(f)["dropped"]
     assert dropped["late"]["reason"] == "out_of_sync"
     assert dropped["late"]["message"].startswith("audio is +5 frames off the video")
@@ -126,12 +128,12 @@ def speaker(tmp_path_factory, hp):
 def test_dataset_report_shows_the_offset_histogram_as_text_and_png(speaker, hp, tmp_path):
     data = str(tmp_path / "data")
     shutil.copytree(speaker, data)
-    text = preprocess.sync_report(data, hp)
+    text = reports.sync_report(data, hp)
     lines = text.splitlines()
     assert lines[0].startswith("audio-video offset") and "5 clips measured" in lines[0], text
     bars = [line.split() for line in lines[1:-1]]
     assert [bar[0] for bar in bars] == ["+0"] and int(bars[0][1]) == 5 - int(lines[0].split(", ")[1].split()[0])
-    png = os.path.join(data, preprocess.SYNC_PLOT)
+    png = os.path.join(data, "sync_offsets.png")
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -142,9 +144,9 @@ def test_dataset_report_reads_offsets_from_the_preprocessing_report(speaker, hp,
     kept = {"clip%03d" % i: {"sync": {"offset": 3 if i < 4 else None, "lag": 3, "confidence": 9.0, "reason": ""}}
             for i in range(5)}
     kept["clip000"]["sync"].update(shifted=3, residual=0)
-    with open(os.path.join(data, preprocess.REPORT), "w") as f:
+    with open(os.path.join(data, "preprocess_report.json"), "w") as f:
         json.dump({"kept": kept}, f)
-    text = preprocess.sync_report(data, hp)
+    text = reports.sync_report(data, hp)
     assert "5 clips measured, 1 unsure" in text
     assert [line.split()[:2] for line in text.splitlines()[1:-1]] == [["+0", "1"], ["+3", "3"]]
 

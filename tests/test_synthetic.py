@@ -169,7 +169,7 @@ def test_make_speaker_is_deterministic_and_resumable(speaker, hp, tmp_path):
     kept = os.path.join(root, "clip001", "mels.npz")
     stamp = os.stat(kept).st_mtime_ns
     shutil.rmtree(os.path.join(root, "clip002"))
-    os.makedirs(os.path.join(root, ".tmp-clip004", "junk"))
+    os.makedirs(os.path.join(root, ".tmp", "clip004.%d" % os.getpid(), "junk"))  # a killed run's half clip
     shutil.rmtree(os.path.join(root, "clip004"))
     synthetic.make_speaker(again, hp, num_clips=6, seconds=2.0, seed=3)
     assert os.stat(kept).st_mtime_ns == stamp

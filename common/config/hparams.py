@@ -63,7 +63,7 @@ FRACTION = Range(0, 1, high_inclusive=False)
 SHARE = Range(0, 1, low_inclusive=False)
 
 # How face crops are cut and read and whether audio is peak-rescaled before the mel (common/data/crops.py,
-# common/prep/preprocess.py): the original's first, faithful by default; ours one flag away.
+# common/prep/build_clip.py): the original's first, faithful by default; ours one flag away.
 CROP_STYLES = ("original", "square-margin")
 # How predicted mel windows are joined (common/data/windows.py): ours by default (crossfade), the original's
 # (concat) one flag away.

@@ -4,15 +4,15 @@ GRID (Cooke et al. 2006) sentences are command colour preposition letter digit a
 "bin blue at f two now"; the corpus names each by its slots' first letters (digit as a
 number): "bbaf2n". A .align file has one "start end word" line per segment, times in
 units of 1/25000 s (1000 per 25 fps video frame), with "sil" (and "sp") between words.
-A clip folder of the preprocessed layout that has words holds them in TRANSCRIPT.
+A clip folder that has words holds them as a .align file (common.data.datadir.TRANSCRIPT).
 """
 import collections
 import os
 
 from common import atomic
+from common.data import datadir
 from common.errors import Lip2WavError
 
-TRANSCRIPT = "transcript.align"
 ALIGN_UNITS_PER_SECOND = 25000.0
 PAUSES = ("sil", "sp")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -87,8 +87,8 @@ def read_align(path):
 
 
 def clip_words(clip_folder):
-    """The words of a preprocessed clip (from its TRANSCRIPT), or None when it has none."""
-    path = os.path.join(clip_folder, TRANSCRIPT)
+    """The words of a preprocessed clip (from its transcript), or None when it has none."""
+    path = datadir.transcript_path(clip_folder)
     if not os.path.isfile(path):
         return None
     return [word for _, _, word in read_align(path)]

@@ -8,15 +8,13 @@ BGR order, and resized to img_size bilinearly (cv2's default). "square-margin": 
 MARGIN per side, made square and kept inside the frame, resized to img_size (INTER_AREA when
 shrinking, INTER_CUBIC when enlarging) when cut and read as RGB. Either is stored as
 ``<frame>.jpg`` holding a normal (RGB-looking) image, and the style is recorded in the data
-directory (STYLE_RECORD) so a run never reads crops of another style.
+directory (common.data.datadir names the files) so a run never reads crops of another style.
 """
-import os
-
 import cv2
 import numpy as np
 
-from common import atomic
 from common.config import hparams
+from common.data import datadir
 from common.errors import Lip2WavError
 
 ORIGINAL, SQUARE_MARGIN = hparams.CROP_STYLES
@@ -24,7 +22,6 @@ MARGIN = 0.1  # square-margin: crop = detected face box grown by this fraction p
 JPEG_QUALITY = 95  # cv2.imwrite's default, which the original uses
 JPEG_START = b"\xff\xd8"
 JPEG_END = b"\xff\xd9"
-STYLE_RECORD = "crop_style.txt"
 
 
 class CropStyleError(Lip2WavError, ValueError):
@@ -72,13 +69,9 @@ def cut(frame, box, size, style):
     return crop if style == ORIGINAL else resize(crop, size, style)
 
 
-def path(folder, number):
-    return os.path.join(folder, "%d.jpg" % number)
-
-
 def write(folder, number, rgb, quality=JPEG_QUALITY):
     """Write crop ``number`` of a clip folder; raises OSError when it could not be written (cv2 only returns False)."""
-    target = path(folder, number)
+    target = datadir.crop_path(folder, number)
     if not cv2.imwrite(target, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]):
         raise OSError("could not write %s" % target)
 
@@ -89,7 +82,7 @@ def read(folder, number, size, style, strict=False):
     The crop is resized by the style's rule (for square-margin, one written at another img_size). A truncated
     JPEG is None too, or, with ``strict``, a TruncatedCropError (training quarantines its clip).
     """
-    target = path(folder, number)
+    target = datadir.crop_path(folder, number)
     try:
         data = np.fromfile(target, dtype=np.uint8)
     except (IOError, OSError):
@@ -117,26 +110,17 @@ def truncated(data):
 
 def record_style(data_dir, style):
     """Record the crop style of ``data_dir``; a data directory already holding another style is refused."""
-    recorded = recorded_style(data_dir)
+    recorded = datadir.recorded_style(data_dir)
     if recorded not in (None, style):
         raise CropStyleError("%s holds crops of crop_style %s; preprocess with --crop-style %s or into another "
                              "data directory" % (data_dir, recorded, recorded))
     if recorded is None:
-        atomic.write_text(os.path.join(data_dir, STYLE_RECORD), style + "\n")
-
-
-def recorded_style(data_dir):
-    """The crop style recorded in ``data_dir``, or None for a directory without a record (hand-built)."""
-    try:
-        with open(os.path.join(data_dir, STYLE_RECORD)) as f:
-            return f.read().strip()
-    except (IOError, OSError):
-        return None
+        datadir.write_style(data_dir, style)
 
 
 def check_style(data_dir, hp):
     """Refuse a data directory whose recorded crop style is not the run's (its crops would read wrongly)."""
-    recorded = recorded_style(data_dir)
+    recorded = datadir.recorded_style(data_dir)
     if recorded is not None and recorded != hp.crop_style:
         raise CropStyleError("%s holds crops of crop_style %s but this run reads %s; use a run with "
                              "--hparams crop_style=%s, or preprocess the videos again with --crop-style %s"

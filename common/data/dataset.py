@@ -1,8 +1,7 @@
 """Preprocessed clips -> numpy training batches (no TensorFlow here).
 
-Layout read (see the contract): ``<data_dir>/preprocessed/<clip_id>/`` holds ``<i>.jpg`` face
-crops (0-based), ``audio.wav`` and ``mels.npz`` (key ``spec``, ``[num_mels, frames]``);
-``<data_dir>/<split>.txt`` lists ids, each a clip folder or a folder of clip folders.
+The data directory's layout (clip folders of face crops, audio.wav and mels.npz; split lists naming clip
+ids, each a clip folder or a folder of clip folders) is common.data.datadir's.
 
 A window is ``T`` frames from frame ``s`` and ``mel_step_size`` mel frames from
 ``timing.mel_start(s)``; crops are read by common.data.crops. Training samples windows at random
@@ -24,15 +23,13 @@ import zipfile
 
 import numpy as np
 from common.data import crops
+from common.data import datadir
 from common.data import timing
 from common.data import windows
 from common.errors import Lip2WavError
 
 LOG = logging.getLogger(__name__)
 
-MELS = "mels.npz"
-AUDIO = "audio.wav"
-SPLITS = ("train", "val", "test")
 MAKE_DATA_HINT = ("make one with `python -m common.synthetic --out DIR` "
                   "or preprocess videos with `invoke preprocess`")
 SKIP_REASONS = ("short_frames", "short_mels", "missing_frames", "unreadable_frames", "corrupt_clip")
@@ -87,25 +84,11 @@ def usable_starts(clip, hp):
     return starts[ok]
 
 
-def _mel_shape(path):
-    """Shape of ``spec`` in a mels.npz, read from the .npy header without loading the array."""
-    with zipfile.ZipFile(path) as archive:
-        with archive.open("spec.npy") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                return np.lib.format.read_array_header_1_0(f)[0]
-            if version == (2, 0):
-                return np.lib.format.read_array_header_2_0(f)[0]
-    with np.load(path) as npz:
-        return npz["spec"].shape
-
-
 def load_mels(clip, hp):
     """The clip's mel spectrogram, float32 [num_mels, frames]; DatasetError names the clip."""
-    path = os.path.join(clip.path, MELS)
+    path = datadir.mels_path(clip.path)
     try:
-        with np.load(path) as npz:
-            spec = np.asarray(npz["spec"], dtype=np.float32)
+        spec = datadir.read_mels(path)
     except (IOError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptClipError("clip %s: cannot read %s (%s: %s); re-run preprocessing for it or drop it "
                                "from the split list" % (clip.id, path, type(exc).__name__, exc))
@@ -132,16 +115,6 @@ def _unit_float(pixels):
     return np.true_divide(pixels, np.float32(255.0), dtype=np.float32)
 
 
-def frame_numbers(names):
-    """Frame numbers of the crop files among ``names`` (``<frame>.jpg``)."""
-    numbers = []
-    for name in names:
-        stem, ext = os.path.splitext(name)
-        if ext.lower() == ".jpg" and stem.isdigit():
-            numbers.append(int(stem))
-    return numbers
-
-
 class ClipIndex(object):
     """The usable clips of one split, with counts of what was skipped and why.
 
@@ -153,19 +126,17 @@ class ClipIndex(object):
         self.data_dir = data_dir
         self.split = split
         self.hp = hp
-        self.root = os.path.join(data_dir, "preprocessed")
+        self.root = datadir.clip_root(data_dir)
         if not os.path.isdir(data_dir):
             raise DatasetError("data directory %s does not exist; %s" % (data_dir, MAKE_DATA_HINT))
         if not os.path.isdir(self.root):
             raise DatasetError("%s has no preprocessed/ folder; %s" % (data_dir, MAKE_DATA_HINT))
         crops.check_style(data_dir, hp)
-        list_path = os.path.join(data_dir, split + ".txt")
+        list_path = datadir.split_list(data_dir, split)
         if not os.path.isfile(list_path):
             raise DatasetError("split list %s does not exist; write one clip or video id per line "
                                "(`python -m common.synthetic` writes train/val/test.txt)" % list_path)
-        with open(list_path) as f:
-            ids = [line.strip() for line in f]
-        ids = [clip_id for clip_id in ids if clip_id and not clip_id.startswith("#")]
+        ids = datadir.read_split(list_path)
         self.skipped = collections.Counter()
         self.clips = []
         seen = set()
@@ -179,7 +150,7 @@ class ClipIndex(object):
         if not self.clips:
             reasons = ", ".join("%s=%d" % kv for kv in sorted(self.skipped.items())) or "the list is empty"
             raise DatasetError("split list %s has no usable clip (%s); list ids of folders under %s that hold "
-                               "%s, %s and frame JPEGs" % (list_path, reasons, self.root, MELS, AUDIO))
+                               "%s, %s and frame JPEGs" % (list_path, reasons, self.root, datadir.MELS, datadir.AUDIO))
         self.windows_per_clip = [len(usable_starts(clip, hp)) for clip in self.clips]
         self.usable_windows = int(sum(self.windows_per_clip))
         self.total_frames = int(sum(clip.num_frames for clip in self.clips))
@@ -201,8 +172,8 @@ class ClipIndex(object):
         skipped_before = sum(self.skipped.values())
         for folder, subdirs, files in os.walk(path):
             subdirs.sort()
-            frames = frame_numbers(files)
-            if MELS not in files and AUDIO not in files and not frames:
+            frames = datadir.crop_numbers(files)
+            if datadir.MELS not in files and datadir.AUDIO not in files and not frames:
                 continue
             subdirs[:] = []
             clip = self._clip(os.path.relpath(folder, self.root).replace(os.sep, "/"), folder, files, frames)
@@ -213,23 +184,24 @@ class ClipIndex(object):
         return found
 
     def _clip(self, clip_id, folder, files, frames):
-        if MELS not in files:
+        if datadir.MELS not in files:
             self.skipped["no_mels"] += 1
             return None
-        if AUDIO not in files:
+        if datadir.AUDIO not in files:
             self.skipped["no_audio"] += 1
             return None
         if not frames:
             self.skipped["no_frames"] += 1
             return None
         try:
-            shape = _mel_shape(os.path.join(folder, MELS))
+            shape = datadir.mel_shape(datadir.mels_path(folder))
         except (IOError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            LOG.warning("clip %s: unreadable %s (%s)", clip_id, MELS, exc)
+            LOG.warning("clip %s: unreadable %s (%s)", clip_id, datadir.MELS, exc)
             self.skipped["bad_mels"] += 1
             return None
         if len(shape) != 2 or shape[0] != self.hp.num_mels:
-            LOG.warning("clip %s: %s has shape %s, expected [%d, frames]", clip_id, MELS, shape, self.hp.num_mels)
+            LOG.warning("clip %s: %s has shape %s, expected [%d, frames]", clip_id, datadir.MELS, shape,
+                        self.hp.num_mels)
             self.skipped["bad_mels"] += 1
             return None
         num_frames = max(frames) + 1
@@ -260,7 +232,7 @@ def windows_for_clip(clip, hp):
     return _unit_float(frames), [timing.mel_start(start, hp) for start in starts]
 
 
-def summarise(data_dir, hp, splits=SPLITS):
+def summarise(data_dir, hp, splits=datadir.SPLITS):
     """Per-split facts for `invoke dataset-report`; a split that cannot be read reports its error."""
     report = {}
     for split in splits:

@@ -1,6 +1,6 @@
 """Download a speaker's listed videos with yt-dlp and cut them into 30 s pieces.
 
-Layout: ``<data>/<speaker>/videos/<id>.mp4`` and ``<data>/<speaker>/intervals/<id>/cut-N.mp4``.
+Into ``<data>/<speaker>``: ``videos/<id>.mp4`` and ``intervals/<id>/cut-N.mp4`` (common.data.datadir's layout).
 A video reaches its final name only once complete (yt-dlp writes into a per-video temp
 folder, kept between runs so partial downloads resume), so a re-run skips finished work.
 A failing video is recorded and skipped; the run ends with a summary of what failed and why.
@@ -10,7 +10,6 @@ from 127.0.0.1 or file:// URLs.
 """
 import argparse
 import collections
-import json
 import logging
 import os
 import shutil
@@ -19,7 +18,8 @@ import sys
 from common import cli
 from common import atomic
 from common import progress
-from common.data.dataset import SPLITS
+from common.data import datadir
+from common.data.datadir import SPLITS
 from common.prep import video
 from common.errors import Lip2WavError
 
@@ -129,16 +129,16 @@ class _YdlLogger(object):
         LOG.debug("yt-dlp: %s", msg)
 
 
-def download_video(vid, videos_dir, url_template=DEFAULT_URL_TEMPLATE):
-    """Fetch one video to ``videos_dir/<vid>.mp4``; returns "exists" or "downloaded".
+def download_video(vid, data_dir, url_template=DEFAULT_URL_TEMPLATE):
+    """Fetch one video to ``data_dir/videos/<vid>.mp4``; returns "exists" or "downloaded".
 
     Raises DownloadError (one line: why) when yt-dlp fails or the result is not a readable video.
     """
     import yt_dlp
-    final = os.path.join(videos_dir, vid + ".mp4")
+    final = datadir.video_path(data_dir, vid)
     if os.path.isfile(final):
         return "exists"
-    tmp_dir = os.path.join(videos_dir, ".part-" + vid)
+    tmp_dir = datadir.downloading_dir(data_dir, vid)
     if not os.path.isdir(tmp_dir):
         os.makedirs(tmp_dir)
     url = url_template.format(id=vid)
@@ -175,12 +175,12 @@ def download_video(vid, videos_dir, url_template=DEFAULT_URL_TEMPLATE):
 
 def cut_video(vid, data_dir, seconds=CUT_SECONDS):
     """Cut ``videos/<vid>.mp4`` into ``intervals/<vid>/cut-N.mp4``; a ``.done`` marker skips it next time."""
-    out_dir = os.path.join(data_dir, "intervals", vid)
-    marker = os.path.join(out_dir, ".done")
+    out_dir = datadir.pieces_dir(data_dir, vid)
+    marker = datadir.cut_marker(data_dir, vid)
     if os.path.isfile(marker):
         return sorted(f for f in os.listdir(out_dir) if f.endswith(".mp4"))
     try:
-        pieces = video.cut(os.path.join(data_dir, "videos", vid + ".mp4"), out_dir, seconds=seconds)
+        pieces = video.cut(datadir.video_path(data_dir, vid), out_dir, datadir.PIECE, seconds=seconds)
     except video.VideoError as exc:
         raise DownloadError("cutting failed: %s" % exc)
     with open(marker, "w") as f:
@@ -199,7 +199,7 @@ def run(speaker, data_root, split=None, url_template=None, cut_seconds=CUT_SECON
         raise DownloadError("url template %r has no {id} placeholder; e.g. %s" % (url_template, DEFAULT_URL_TEMPLATE))
     ids = list(ids) if ids is not None else speaker_ids(speaker, split)
     data_dir = os.path.join(data_root, speaker)
-    videos_dir = os.path.join(data_dir, "videos")
+    videos_dir = datadir.videos_dir(data_dir)
     try:
         if not os.path.isdir(videos_dir):
             os.makedirs(videos_dir)
@@ -210,7 +210,7 @@ def run(speaker, data_root, split=None, url_template=None, cut_seconds=CUT_SECON
                                        ("failed", collections.OrderedDict())])
     for vid in progress.bar(ids, desc="download %s" % speaker, unit="video"):
         try:
-            state = download_video(vid, videos_dir, url_template)
+            state = download_video(vid, data_dir, url_template)
             summary["downloaded" if state == "downloaded" else "existing"] += 1
             pieces = cut_video(vid, data_dir, cut_seconds)
             summary["cut"] += 1
@@ -218,10 +218,10 @@ def run(speaker, data_root, split=None, url_template=None, cut_seconds=CUT_SECON
         except (DownloadError, video.VideoError, OSError) as exc:
             LOG.warning("video %s failed: %s", vid, exc)
             summary["failed"][vid] = _one_line(str(exc))
-    _write_json(os.path.join(data_dir, "download_report.json"), summary)
+    atomic.write_json(datadir.download_report_path(data_dir), summary, sort_keys=False)
     if ids and len(summary["failed"]) == len(ids):
         raise DownloadError("all %d videos failed (first: %s: %s); see %s" % (
-            len(ids), ids[0], summary["failed"][ids[0]], os.path.join(data_dir, "download_report.json")))
+            len(ids), ids[0], summary["failed"][ids[0]], datadir.download_report_path(data_dir)))
     return summary
 
 
@@ -232,7 +232,7 @@ def format_summary(summary):
     for vid, why in list(summary["failed"].items())[:15]:
         lines.append("  failed %s: %s" % (vid, why))
     if len(summary["failed"]) > 15:
-        lines.append("  ... and %d more (see download_report.json)" % (len(summary["failed"]) - 15))
+        lines.append("  ... and %d more (see %s)" % (len(summary["failed"]) - 15, datadir.DOWNLOAD_REPORT))
     return "\n".join(lines)
 
 
@@ -240,10 +240,6 @@ def _one_line(text):
     lines = [l.strip() for l in text.splitlines() if l.strip()]
     line = lines[0] if lines else "unknown error"
     return line[len("ERROR: "):] if line.startswith("ERROR: ") else line
-
-
-def _write_json(path, obj):
-    atomic.write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv=None):

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from common.data import crops
-from common.data import dataset
+from common.data import datadir
 
 SEARCH_FRAMES = 15
 MIN_CONFIDENCE = 3.5
@@ -127,7 +127,7 @@ def shift_audio(wav, offset, samples_per_frame, length):
 def read_crops(clip_dir, hp):
     """The face crops ``<i>.jpg`` of a clip folder as the network reads them, uint8 [N, img_size, img_size, 3]
     (channel order of hp.crop_style: motion energy is grey, so it does not matter), in frame order."""
-    numbers = sorted(dataset.frame_numbers(os.listdir(clip_dir)))
+    numbers = sorted(datadir.crop_numbers(os.listdir(clip_dir)))
     frames = [crops.read(clip_dir, i, hp.img_size, hp.crop_style) for i in numbers]
     if not frames:
         return np.zeros((0, 1, 1, 3), np.uint8)
@@ -137,7 +137,7 @@ def read_crops(clip_dir, hp):
 def estimate_folder(clip_dir, hp):
     """Estimate for a preprocessed clip folder (``<i>.jpg`` crops and audio.wav), any speaker."""
     from common.data import audio
-    wav = audio.load_wav(os.path.join(clip_dir, "audio.wav"), hp.sample_rate, rescaling_max=None)
+    wav = audio.load_wav(datadir.audio_path(clip_dir), hp.sample_rate, rescaling_max=None)
     return estimate(read_crops(clip_dir, hp), wav, hp.sample_rate, hp.fps)
 
 

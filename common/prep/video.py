@@ -234,8 +234,8 @@ def _write_pcm_wav(path, wav, sample_rate):
                     subtype="PCM_16", format="WAV")
 
 
-def cut(path, out_dir, seconds=30.0, min_seconds=1.0, duration=None):
-    """Cut ``path`` into ``seconds``-long re-encoded pieces ``out_dir/cut-N.mp4``.
+def cut(path, out_dir, name, seconds=30.0, min_seconds=1.0, duration=None):
+    """Cut ``path`` into ``seconds``-long re-encoded pieces ``out_dir/<name % N>`` (an .mp4 name).
 
     Re-encoding with the seek before ``-i`` is frame-accurate (a stream copy cuts on
     keyframes and drifts audio against video, as the SLTS paper measured). Existing
@@ -255,7 +255,7 @@ def cut(path, out_dir, seconds=30.0, min_seconds=1.0, duration=None):
         length = min(seconds, duration - start)
         if length < min_seconds:
             break
-        out = os.path.join(out_dir, "cut-%d.mp4" % index)
+        out = os.path.join(out_dir, name % index)
         if not os.path.exists(out):
             with atomic.replacing(out, ".mp4") as tmp:
                 run_ffmpeg(["-ss", "%.3f" % start, "-i", path, "-t", "%.3f" % length,

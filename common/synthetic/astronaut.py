@@ -10,16 +10,17 @@ i / fps, the centre of mel frame common.data.timing.mel_start(i).
 import functools
 import logging
 import os
+import shutil
 
 import cv2
 import numpy as np
 from scipy import signal
 from scipy.ndimage import gaussian_filter1d
 
-from common import atomic
 from common import progress
 from common.data import audio
 from common.data import crops
+from common.data import datadir
 from common.data import timing
 from common.prep import faces
 from common.errors import Lip2WavError
@@ -278,10 +279,10 @@ def write_clip(folder, frames, wav, hp):
     """Crops, audio.wav and mels.npz (from the 16-bit audio as stored) into ``folder``."""
     for i, crop in enumerate(crop_face(frames, hp)):
         crops.write(folder, i, crop)
-    path = os.path.join(folder, "audio.wav")
+    path = datadir.audio_path(folder)
     audio.save_wav(wav, path, hp.sample_rate)
     stored = audio.load_wav(path, hp.sample_rate, rescaling_max=None)
-    np.savez(os.path.join(folder, "mels.npz"), spec=audio.melspectrogram(stored, hp))
+    datadir.write_mels(folder, audio.melspectrogram(stored, hp))
 
 
 def make_speaker(data_dir, hp, num_clips=24, seconds=4.0, seed=0):
@@ -313,24 +314,28 @@ def write_speaker(data_dir, num_clips, write, description, style):
     data directory records crop style ``style``."""
     if num_clips < 5:
         raise SyntheticError("num_clips=%d is too few for train/val/test; use --clips 5 or more" % num_clips)
-    root = os.path.join(data_dir, "preprocessed")
+    root = datadir.clip_root(data_dir)
     if not os.path.isdir(root):
         os.makedirs(root)
     crops.record_style(data_dir, style)
     ids = ["clip%03d" % i for i in range(num_clips)]
-    for i, clip_id in enumerate(progress.bar(ids, desc=description, unit="clip")):
-        final = os.path.join(root, clip_id)
-        if not os.path.isdir(final):
-            with atomic.building_folder(final, os.path.join(root, ".tmp-" + clip_id)) as tmp:
-                write(tmp, i)
+    try:
+        for i, clip_id in enumerate(progress.bar(ids, desc=description, unit="clip")):
+            final = datadir.clip_folder(data_dir, clip_id)
+            if not os.path.isdir(final):
+                with datadir.building_clip(final) as tmp:
+                    write(tmp, i)
+    finally:
+        shutil.rmtree(datadir.building_dir(root), ignore_errors=True)
     return write_splits(data_dir, ids)
 
 
 def write_splits(data_dir, ids):
     """train/val/test.txt: the last 10% (at least 2) of ``ids`` for test, the 10% before for val."""
     held_out = max(2, int(round(0.1 * len(ids))))
-    splits = {"train": ids[:len(ids) - 2 * held_out], "val": ids[len(ids) - 2 * held_out:len(ids) - held_out],
-              "test": ids[len(ids) - held_out:]}
+    train, val, test = datadir.SPLITS
+    splits = {train: ids[:len(ids) - 2 * held_out], val: ids[len(ids) - 2 * held_out:len(ids) - held_out],
+              test: ids[len(ids) - held_out:]}
     for name, split_ids in splits.items():
-        atomic.write_text(os.path.join(data_dir, name + ".txt"), "".join(i + "\n" for i in split_ids))
+        datadir.write_split(data_dir, name, split_ids)
     return splits

@@ -16,6 +16,7 @@ import numpy as np
 
 from common.data import align
 from common.data import audio
+from common.data import datadir
 from common.synthetic import astronaut
 from common.synthetic import espeak
 from common.synthetic import visemes
@@ -83,7 +84,7 @@ def make_speaker(data_dir, hp, num_clips=24, seconds=DEFAULT_SECONDS, seed=0):
     def write(folder, index):
         clip = render_clip(_clip_seed(seed, index), hp, seconds, frame_size)
         astronaut.write_clip(folder, clip.frames, clip.wav, hp)
-        align.write_align(os.path.join(folder, align.TRANSCRIPT), clip.spans, len(clip.wav) / float(hp.sample_rate))
+        align.write_align(datadir.transcript_path(folder), clip.spans, len(clip.wav) / float(hp.sample_rate))
     splits = astronaut.write_speaker(data_dir, num_clips, write, "GRID speaker", hp.crop_style)
     LOG.info("GRID speaker: %d clips of %.1f s in %s", num_clips, seconds, data_dir)
     return splits
@@ -109,10 +110,10 @@ def write_corpus(grid_dir, hp, num_clips=6, seconds=DEFAULT_SECONDS, seed=0, spe
         if sentence in ids:
             continue
         ids.append(sentence)
-        video.write_video(clip.frames, clip.wav, CORPUS_FPS, os.path.join(grid_dir, speaker, sentence + ".mp4"),
-                          hp.sample_rate)
-        align_dir = os.path.join(grid_dir, "alignments", speaker)
-        if not os.path.isdir(align_dir):
-            os.makedirs(align_dir)
-        align.write_align(os.path.join(align_dir, sentence + ".align"), clip.spans, len(clip.wav) / float(hp.sample_rate))
+        video.write_video(clip.frames, clip.wav, CORPUS_FPS,
+                          datadir.grid_video_path(grid_dir, speaker, sentence, ".mp4"), hp.sample_rate)
+        align_path = datadir.grid_align_path(grid_dir, speaker, sentence)
+        if not os.path.isdir(os.path.dirname(align_path)):
+            os.makedirs(os.path.dirname(align_path))
+        align.write_align(align_path, clip.spans, len(clip.wav) / float(hp.sample_rate))
     return ids

@@ -7,21 +7,24 @@ import argparse
 
 from common import cli
 from common.config import hparams as hparams_lib
+from common.data import datadir
 from common.synthetic import astronaut
 from common.synthetic import grid
 
 SPEAKERS = ("astronaut", "grid")
 DEFAULT_SECONDS = {"astronaut": 4.0, "grid": grid.DEFAULT_SECONDS}
+CORPUS = "corpus"  # --layout: GRID's own corpus layout instead of the preprocessed one
+LAYOUTS = (datadir.PREPROCESSED, CORPUS)
 
 
-def make(out, hp, speaker="astronaut", layout="preprocessed", clips=24, seconds=None, seed=0):
+def make(out, hp, speaker="astronaut", layout=datadir.PREPROCESSED, clips=24, seconds=None, seed=0):
     """Write ``speaker`` into ``out``: the preprocessed layout, or (grid only) GRID's own corpus layout."""
     seconds = seconds or DEFAULT_SECONDS[speaker]
     if speaker == "astronaut":
-        if layout != "preprocessed":
+        if layout != datadir.PREPROCESSED:
             raise astronaut.SyntheticError("--layout corpus is for --speaker grid; drop --layout")
         return astronaut.make_speaker(out, hp, num_clips=clips, seconds=seconds, seed=seed)
-    if layout == "corpus":
+    if layout == CORPUS:
         return grid.write_corpus(out, hp, num_clips=clips, seconds=seconds, seed=seed)
     return grid.make_speaker(out, hp, num_clips=clips, seconds=seconds, seed=seed)
 
@@ -31,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="data directory to write")
     parser.add_argument("--speaker", default="astronaut", choices=SPEAKERS,
                         help="astronaut: formant vowels; grid: GRID-grammar sentences by espeak-ng")
-    parser.add_argument("--layout", default="preprocessed", choices=("preprocessed", "corpus"),
+    parser.add_argument("--layout", default=datadir.PREPROCESSED, choices=LAYOUTS,
                         help="grid only: corpus writes GRID's own layout (videos + alignments) for `preprocess --grid`")
     parser.add_argument("--preset", default="synthetic")
     parser.add_argument("--hparams", default="", help="overrides k=v,...")

@@ -26,6 +26,7 @@ import numpy as np
 from common import cli
 from common.data import align
 from common.data import audio
+from common.data import datadir
 from common.data import dataset
 from common import atomic
 from common import progress
@@ -160,7 +161,7 @@ def evaluate(checkpoint, data_dir, split="test", out_dir=None, target="gpu", bat
             result = synth.synthesize_clip(clip, progress=False)
             if result.target_wav is None:
                 raise EvaluationError("clip %s has no %s; evaluate needs the real audio of every clip"
-                                      % (clip.id, dataset.AUDIO))
+                                      % (clip.id, datadir.AUDIO))
             mels = {"baseline": np.tile(baseline_mel, (len(result.mel), 1)), "ceiling": result.target_mel}
             systems = [("model", result.wav), ("baseline", synth_lib.vocode(mels["baseline"], hp, len(result.wav)))]
             if ceiling:
@@ -215,7 +216,7 @@ def clip_transcripts(index):
     missing = [clip_id for clip_id, words in found.items() if words is None]
     if missing and len(missing) < len(found):
         LOG.warning("%d of %d clips have no %s (e.g. %s): no word scores", len(missing), len(found),
-                    align.TRANSCRIPT, missing[0])
+                    datadir.TRANSCRIPT, missing[0])
     return found if found and not missing else None
 
 

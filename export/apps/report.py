@@ -31,7 +31,7 @@ from common import plotting
 from common import progress
 from common.config import hparams as hparams_lib
 from common.data import audio
-from common.data import dataset
+from common.data import datadir
 from common.errors import Lip2WavError
 from common.training import rundir
 
@@ -297,10 +297,10 @@ def clip_section(eval_dir, data_dir, row, columns, hp, summary):
     """Players for truth and every system wav of the clip, each with its mel, the face crops and the scores."""
     clip_id = str(row.get("clip", ""))
     name = clip_id.replace("/", "__")
-    clip_dir = os.path.join(data_dir, "preprocessed", clip_id) if data_dir else None
+    clip_dir = datadir.clip_folder(data_dir, clip_id) if data_dir else None
     sources = []
     if clip_dir:
-        sources.append(("ground truth", os.path.join(clip_dir, dataset.AUDIO)))
+        sources.append(("ground truth", datadir.audio_path(clip_dir)))
     sources.append(("model", os.path.join(eval_dir, rundir.EVAL_WAVS, name + ".wav")))
     for path in sorted(glob.glob(os.path.join(glob.escape(eval_dir), rundir.EVAL_WAVS, glob.escape(name) + ".*.wav"))):
         sources.append((os.path.basename(path)[len(name) + 1:-len(".wav")], path))
@@ -352,7 +352,7 @@ def _mel_png(wav, hp, limits, title):
 def face_strips(clip_dir, hp):
     """Face crops: FACE_STILLS stills in one strip, and a flip-book sprite at FACE_FPS for the first seconds."""
     import cv2
-    numbers = sorted(int(n[:-4]) for n in os.listdir(clip_dir) if n.endswith(".jpg") and n[:-4].isdigit())
+    numbers = sorted(datadir.crop_numbers(os.listdir(clip_dir)))
     if not numbers:
         return None
     stride = max(1, int(round(hp.fps / float(FACE_FPS))))
@@ -364,7 +364,7 @@ def face_strips(clip_dir, hp):
     def strip(chosen):
         frames = []
         for number in chosen:
-            image = cv2.imread(os.path.join(clip_dir, "%d.jpg" % number), cv2.IMREAD_COLOR)
+            image = cv2.imread(datadir.crop_path(clip_dir, number), cv2.IMREAD_COLOR)
             if image is not None:
                 frames.append(cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA))
         ok, encoded = cv2.imencode(".jpg", np.concatenate(frames, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 85])

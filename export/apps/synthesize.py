@@ -2,7 +2,7 @@
 
 Inputs are a video file, a preprocessed clip folder (``<i>.jpg`` crops, optionally with
 ``audio.wav``/``mels.npz`` as ground truth) or a folder of videos (one wav each). Videos go
-through common.prep.preprocess into a temporary clip folder and are read back by
+through common.prep.build_clip into a temporary clip folder and are read back by
 common.data.dataset.windows_for_clip, so synthesis sees exactly the crops training saw (same
 detector, smoothing, margin and JPEG round trip). Windows of T frames start every
 T - overlap frames; their mel windows are joined by common.data.windows.join (hp.stitch).
@@ -23,9 +23,11 @@ from common import cli
 from common import atomic
 from common.data import audio
 from common.data import crops
+from common.data import datadir
 from common.data import dataset
 from common.data import timing
 from common.data import windows
+from common.prep import build_clip
 from common.prep import video
 from common import plotting
 from common import progress as progress_lib
@@ -65,7 +67,7 @@ def vocode(mel, hp, length):
 
 def clip_from_folder(path, hp, clip_id=None):
     """A preprocessed clip folder (``<i>.jpg`` crops) as a dataset.Clip; audio and mels are optional here."""
-    numbers = dataset.frame_numbers(os.listdir(path))
+    numbers = datadir.crop_numbers(os.listdir(path))
     if not numbers:
         raise SynthesisError("%s holds no face crops (<frame>.jpg); pass a video or a preprocessed clip folder"
                              % path)
@@ -77,7 +79,7 @@ def clip_from_folder(path, hp, clip_id=None):
 
 def ground_truth(clip, hp):
     """(mel [frames, num_mels], wav) of a clip folder that has audio.wav, else (None, None)."""
-    wav_path = os.path.join(clip.path, dataset.AUDIO)
+    wav_path = datadir.audio_path(clip.path)
     if not os.path.isfile(wav_path):
         return None, None
     wav = audio.load_wav(wav_path, hp.sample_rate, rescaling_max=None)
@@ -91,11 +93,10 @@ def preprocess_video(path, clip_dir, hp):
     A silent video gives only the crops; a video with audio also gives audio.wav and
     mels.npz, used as the ground truth.
     """
-    from common.prep import preprocess
-    opts = preprocess.default_options(hp, min_frames=1)
+    opts = build_clip.default_options(hp, min_frames=1)
     try:
-        preprocess.preprocess_clip(path, clip_dir, hp, opts, require_audio=False)
-    except preprocess.ClipFault as exc:
+        build_clip.preprocess_clip(path, clip_dir, hp, opts, require_audio=False)
+    except build_clip.ClipFault as exc:
         raise SynthesisError("%s: %s; %s" % (path, exc, _CLIP_FAULT_FIX.get(exc.reason, "check the video")))
     return clip_from_folder(clip_dir, hp, os.path.splitext(os.path.basename(path))[0])
 
@@ -168,8 +169,7 @@ class Synthesizer(object):
         """A video file or a preprocessed clip folder -> Result."""
         if os.path.isdir(path):
             return self.synthesize_clip(clip_from_folder(path, self.hp), progress)
-        clip_dir = os.path.join(tempfile.mkdtemp(dir=work_dir), "preprocessed",
-                                os.path.splitext(os.path.basename(path))[0])
+        clip_dir = datadir.clip_folder(tempfile.mkdtemp(dir=work_dir), os.path.splitext(os.path.basename(path))[0])
         return self.synthesize_clip(preprocess_video(path, clip_dir, self.hp), progress)
 
 
@@ -188,7 +188,7 @@ def find_inputs(path):
 
 
 def _is_clip_folder(path):
-    return os.path.isdir(path) and bool(dataset.frame_numbers(os.listdir(path)))
+    return os.path.isdir(path) and bool(datadir.crop_numbers(os.listdir(path)))
 
 
 def check_writable(path):
