@@ -1,7 +1,7 @@
 """The data directory's layout: the one module that names its entries and reads them back.
 
-It imports no TensorFlow, so host tools (synthesis, evaluation, the report, tasks.py) use it too. One speaker's
-data directory (``--data``):
+It imports no TensorFlow, so host tools (synthesis, evaluation, the run report) use it too. One speaker's data
+directory (``--data``):
 
   videos/<id>.mp4           downloaded videos (common/prep/download.py); .part-<id>/ while one downloads
   intervals/<id>/           their cut-<N>.mp4 pieces, what `preprocess --speaker` reads; .done once all are cut
@@ -9,9 +9,9 @@ data directory (``--data``):
   preprocessed/             the clips training reads
     <clip id>/              one clip folder (an id may hold slashes, e.g. <video id>/cut-<N>)
       <frame>.jpg           face crops, 0-based (common/data/crops.py cuts, writes and reads them)
-      audio.wav             16 kHz audio, round(N * sample_rate / fps) samples for N frames
+      audio.wav             the audio at hp.sample_rate (16 kHz), round(N * sample_rate / fps) samples for N frames
       mels.npz              key "spec": float32 [num_mels, mel frames]
-      boxes.npy             float32 [N, 5]: the crop box (x0, y0, x1, y1) and the detector's score
+      boxes.npy             float32 [N, 5]: the crop box (x0, y0, x1, y1) and the detector's score (NaN: no face)
       transcript.align      the clip's words, GRID clips only (common/data/align.py reads the format)
     .tmp/                   clips being preprocessed, each renamed into place when whole
   train.txt val.txt test.txt  split lists: one clip id, or folder of clip folders, per line; '#' comments
