@@ -166,7 +166,7 @@ def freeze(run_or_checkpoint, out_dir, target="gpu", batch_size=1):
         "outputs": [{"name": graph_lib.OUTPUT_NAME, "tensor": graph_lib.OUTPUT_NAME + ":0", "dtype": "float32",
                      "shape": node_shape(graph_def, graph_lib.OUTPUT_NAME)}],
         "batch_size": batch_size,
-        "hparams_preset": hp.speaker or "default",
+        "hparams_preset": hp.preset,
         "hparams": hp.to_dict(),
         "checkpoint": os.path.abspath(checkpoint),
         "node_count": len(graph_def.node),

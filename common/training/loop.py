@@ -475,7 +475,7 @@ def _run_summary(run, feeder, last_step, ended):
     summary = {
         "network": "lip2wav",
         "target": run.backend.name,
-        "preset": hp.speaker or "default",
+        "preset": hp.preset,
         "batch_size": hp.tacotron_batch_size,
         "sec_per_step_median": per_step,
         "samples_per_sec": hp.tacotron_batch_size / per_step if per_step else None,

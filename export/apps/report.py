@@ -137,8 +137,8 @@ def run_section(run_dir, hp):
 
 
 def preset_of(summary, hp):
-    """The preset a run started from: the run summary's, else the speaker its hparams were made for."""
-    return summary.get("preset") or hp.speaker or "default"
+    """The preset a run started from: the run summary's, else its hparams'."""
+    return summary.get("preset") or hp.preset
 
 
 def hparams_diff(hp, preset, notes):
