@@ -91,7 +91,8 @@ def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, confi
 
 
 def make_data(work_dir, preset, hp):
-    """A small synthetic speaker at the preset's img_size and fps; clips outlast a window by 1.5 s."""
+    """A small synthetic speaker's data directory at the preset's img_size and fps; clips outlast a window by
+    1.5 s."""
     data_dir = os.path.join(work_dir, "data-" + preset)
     seconds = max(timing.seconds(hp.T, hp), timing.mel_seconds(hp.mel_step_size, hp)) + 1.5
     synthetic.make_speaker(data_dir, hp, num_clips=6, seconds=seconds, seed=0)

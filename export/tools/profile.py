@@ -1,7 +1,7 @@
 """Where a training step's time goes: a TensorFlow timeline and a table by model part and op type.
 
 For one preset and one target: the target's real training graph (feeder, decode loop, session config)
-on a small synthetic speaker; untimed warmup steps, timed steps (sec/step, input wait), then traced
+on a small synthetic speaker's data; untimed warmup steps, timed steps (sec/step, input wait), then traced
 steps (RunOptions FULL_TRACE). Writes the trace as chrome-trace JSON (open it at chrome://tracing
 or ui.perfetto.dev) and prints the step's wall time by model part (forward and backward; ops that
 ran side by side share it), the most
