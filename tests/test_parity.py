@@ -147,7 +147,8 @@ def run_target(target, data, run_dir, steps):
     assert ENTRYPOINTS[target].main(argv) == 0
     with open(os.path.join(run_dir, "run_summary.json")) as f:
         summary = json.load(f)
-    assert summary["target"] == target and summary["first_step"] == 1 and summary["last_step"] == steps
+    assert summary["target"] == target and summary["preset"] == "synthetic"
+    assert summary["first_step"] == 1 and summary["last_step"] == steps
     assert summary["segments"][-1]["first_step"] == steps - 1
     assert training.checkpoint_step(training.latest_checkpoint(run_dir)) == steps
     return summary, layout(run_dir)
