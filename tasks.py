@@ -2,7 +2,7 @@
 
 Images: `invoke build-npu` / `invoke build-gpu` build containers/{npu,gpu}/Dockerfile into lip2wav-npu / lip2wav-gpu.
 Training: `invoke train --target npu|gpu --data DIR` runs the image with data, run dir and devices mounted;
-`--emulate` runs it on the CPU, `--local` runs the tree on this host instead of in a container.
+`--emulate` runs it on the CPU, `--local` trains on this host instead of in a container.
 The Docker plumbing lives in containers/engine.py, the launch plan in containers/launch.py. A task that wraps
 a `python -m` entrypoint takes its flags' help text from that entrypoint's argparse declarations.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from invoke import Context, Exit, task
 
-from common import devices as device_trees
+from common import devices as device_targets
 from common.training import rundir
 from containers import cluster, engine, launch
 
@@ -110,7 +110,7 @@ def build_gpu(c: Context, base_image: str = "", requirements: str = "", wheelhou
     "server-id": "npu with --rank-table: this server's server_id in the table, an address of this host (default: "
                  "the table's server_id that is one of this host's addresses)",
     "emulate": "run the image on the CPU with no device (Ascend/NVIDIA stacks stubbed by the trainer)",
-    "local": "run the tree on this host (`python -m <target>_training.train`) instead of in a container",
+    "local": "train on this host (`python -m <target>_training.train`) instead of in a container",
     "image": "image to run (default: lip2wav-<target>)",
 })
 def train(c: Context, target: str = "npu", data: str = "", run_dir: str = "", preset: str = "",
@@ -227,8 +227,8 @@ def export(c: Context, checkpoint: str = "", target: str = "npu", out: str = "",
     """Freeze a checkpoint into a TF1 inference graph; for npu also write the ATC command (run when atc is on PATH)."""
     if not checkpoint:
         raise Exit("pass --checkpoint RUN_DIR (from `invoke train` or `invoke demo`: demo/run)", code=2)
-    if target not in device_trees.TREES:
-        raise Exit(f"unknown --target {target!r}: use one of {', '.join(device_trees.TREES)}", code=2)
+    if target not in device_targets.TARGETS:
+        raise Exit(f"unknown --target {target!r}: use one of {', '.join(device_targets.TARGETS)}", code=2)
     out_dir = out or str(Path(rundir.run_dir_of(checkpoint)) / rundir.EXPORT)
     _run_entrypoint("export.freeze", _flags(checkpoint=checkpoint, target=target, out=out_dir, batch_size=batch_size))
     if target == "npu":
@@ -289,31 +289,31 @@ def dataset_report(c: Context, data: str = "", preset: str = "synthetic", hparam
 
 
 @cli_task("export.tools.lint_graphs", name="lint-npu",
-          target="tree whose training and inference graphs are linted: npu (must be clean) or gpu (for contrast)")
+          target="target whose training and inference graphs are linted: npu (must be clean) or gpu (for contrast)")
 def lint_npu(c: Context, preset: str = "synthetic", target: str = "npu") -> None:
-    """Lint a tree's real training and inference graphs for what the Ascend compiler rejects (exit 1 on findings)."""
+    """Lint a target's real training and inference graphs for what the Ascend compiler rejects (exit 1 on findings)."""
     _run_entrypoint("export.tools.lint_graphs", _flags(preset=preset, target=target))
 
 
 @cli_task("export.tools.bench",
           presets="comma-separated presets to measure (chess at batch 24 takes tens of seconds a step on 2 cores)",
-          steps="timed steps per tree after one warmup step (0: 10 for synthetic, 2 otherwise)",
+          steps="timed steps per target after one warmup step (0: 10 for synthetic, 2 otherwise)",
           world_sizes="data-parallel process counts measured on the synthetic preset, e.g. 1,2 ('' skips; needs "
                       "Horovod)")
 def bench(c: Context, presets: str = "synthetic,chess", steps: int = 0, out: str = rundir.BENCH,
-          world_sizes: str = "1,2", world_trees: str = "npu,gpu") -> None:
-    """Sec/step of the NPU tree (emulated) vs the GPU tree, each feeder's supply vs the step's demand, and
+          world_sizes: str = "1,2", world_targets: str = "npu,gpu") -> None:
+    """Sec/step of the NPU target (emulated) vs the GPU target, each feeder's supply vs the step's demand, and
     samples/s of 1 vs 2 data-parallel processes (scaling efficiency)."""
     _run_entrypoint("export.tools.bench", ["--presets", presets, "--steps", str(steps), "--out", out,
-                                           "--world-sizes", world_sizes, "--world-trees", world_trees])
+                                           "--world-sizes", world_sizes, "--world-targets", world_targets])
 
 
 @cli_task("export.tools.profile",
           preset="hyperparameter preset to profile (chess at batch 24 takes tens of seconds a step on 2 cores)",
-          target="device tree: gpu or npu (on an Ascend host the TF Adapter's profiler is switched on too)",
+          target="target: gpu or npu (on an Ascend host the TF Adapter's profiler is switched on too)",
           batch_size="batch size (0: the preset's)")
 def profile(c: Context, preset: str = "synthetic", target: str = "npu", batch_size: int = 0, steps: int = 2,
             out: str = "profile") -> None:
     """Where a training step's time goes: timeline, op time by model part and op type, FLOP/s vs the matmul peak."""
-    _run_entrypoint("export.tools.profile", ["--preset", preset, "--tree", target, "--batch-size", str(batch_size),
+    _run_entrypoint("export.tools.profile", ["--preset", preset, "--target", target, "--batch-size", str(batch_size),
                                              "--steps", str(steps), "--out", out])

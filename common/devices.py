@@ -1,24 +1,25 @@
-"""The device trees by name: the one list every launcher, exporter and tool iterates.
+"""The targets by name (gpu, npu): the one list every launcher, exporter and tool iterates.
 
-common/ never imports a tree, so which backend (decode loop, feeder, session) a name stands
-for is looked up above the trees, in export/trees.py.
+A target is what a run is built for; its code is a device tree (gpu_training/, npu_training/). common/ never
+imports a device tree, so which Backend (decode loop, feeder, session) a target stands for is looked up above
+the trees, in export/targets.py.
 """
 from common.errors import Lip2WavError
 
-TREES = ("gpu", "npu")
+TARGETS = ("gpu", "npu")
 
 
-class UnknownTreeError(Lip2WavError, ValueError):
-    """A device tree name that does not exist; the message lists the valid ones."""
+class UnknownTargetError(Lip2WavError, ValueError):
+    """A target name that does not exist; the message lists the valid ones."""
 
 
 def check(name):
-    """``name`` if it names a device tree, else UnknownTreeError."""
-    if name not in TREES:
-        raise UnknownTreeError("unknown target %r: use one of %s" % (name, ", ".join(TREES)))
+    """``name`` if it names a target, else UnknownTargetError."""
+    if name not in TARGETS:
+        raise UnknownTargetError("unknown target %r: use one of %s" % (name, ", ".join(TARGETS)))
     return name
 
 
 def train_module(name):
-    """The tree's training entrypoint, for `python -m`."""
+    """The target's training entrypoint, for `python -m`."""
     return "%s_training.train" % check(name)

@@ -1,4 +1,4 @@
-"""The CPU-emulation switch: `invoke train --emulate` runs a tree on the CPU even where its device exists.
+"""The CPU-emulation switch: `invoke train --emulate` runs a target on the CPU even where its device exists.
 
 The launchers export ENV=1 to every rank; each tree's entrypoint reads it once, through requested(), when it
 picks its real or emulated stack (common/training/loop.py, Stack).

@@ -21,8 +21,7 @@ from common import emulation
 from common.errors import Lip2WavError
 from common.training import rundir
 
-TARGETS = devices.TREES
-IMAGES = dict((target, "lip2wav-" + target) for target in TARGETS)
+IMAGES = dict((target, "lip2wav-" + target) for target in devices.TARGETS)
 CONTAINER_DATA = "/workspace/data"
 CONTAINER_RUN = "/workspace/run"
 ASCEND_CONTROL_DEVICES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
@@ -59,7 +58,7 @@ def parse_devices(text):
 def train_module(target):
     try:
         return devices.train_module(target)
-    except devices.UnknownTreeError as exc:
+    except devices.UnknownTargetError as exc:
         raise LaunchError(str(exc))
 
 
@@ -261,7 +260,7 @@ def rendezvous_server(address, port, slots):
 def gloo_rendezvous(envs):
     """Serve Horovod's Gloo rendezvous for one process per overlay on this host; yield the overlays extended.
 
-    The NPU tree's CPU emulation all-reduces through Horovod over Gloo (npu_training/distribute.py): the
+    The NPU target's CPU emulation all-reduces through Horovod over Gloo (npu_training/distribute.py): the
     processes keep their NPU environment (RANK_ID, ...) and Horovod rank == RANK_ID.
     """
     slots = gloo_slots([("localhost", [int(env["RANK_ID"]) for env in envs])])
@@ -426,7 +425,7 @@ def docker_cli(kwargs):
 
 
 def _container_train(argv):
-    """`train` inside an image: pick the tree from LIP2WAV_TARGET, one process per device in LIP2WAV_DEVICES.
+    """`train` inside an image: pick the target from LIP2WAV_TARGET, one process per device in LIP2WAV_DEVICES.
 
     The container sees only these devices, so their logical ids are 0..N-1 (process_envs(container=True)).
     LIP2WAV_RANKS (rank ids in device order) and RANK_SIZE come from a several-server rank table.

@@ -166,7 +166,7 @@ def freeze(run_or_checkpoint, out_dir, target="gpu", batch_size=1):
         "outputs": [{"name": graph_lib.OUTPUT_NAME, "tensor": graph_lib.OUTPUT_NAME + ":0", "dtype": "float32",
                      "shape": node_shape(graph_def, graph_lib.OUTPUT_NAME)}],
         "batch_size": batch_size,
-        "hparams_preset": hp.speaker or "default",
+        "hparams_preset": hp.preset,
         "hparams": hp.to_dict(),
         "checkpoint": os.path.abspath(checkpoint),
         "node_count": len(graph_def.node),
@@ -188,7 +188,7 @@ def main(argv=None):
     """Entrypoint: one `error: ...` line and exit status 2 on a boundary error."""
     parser = argparse.ArgumentParser(prog="python -m export.freeze", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="run directory (latest checkpoint) or model.ckpt-N prefix")
-    parser.add_argument("--target", choices=devices.TREES, default="npu", help="decode loop to freeze (default npu)")
+    parser.add_argument("--target", choices=devices.TARGETS, default="npu", help="decode loop to freeze (default npu)")
     parser.add_argument("--out", required=True, help="output directory for lip2wav_<target>.pb/.pbtxt/.json")
     parser.add_argument("--batch-size", type=int, default=1, help="static batch of the input (default 1)")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from export.batching import SessionRunner, run_in_batches
 from common.training import checkpoints
 from common.training import rundir
 from common.training.checkpoints import CheckpointError
-from export import trees
+from export import targets
 
 INPUT_NAME = "face_windows"
 OUTPUT_NAME = "mel_outputs"
@@ -40,14 +40,14 @@ DEFAULT_BATCH_SIZE = 8
 def add_checkpoint_arguments(parser):
     """The flags that pick what predicts: --checkpoint, --target (whose decode loop), --batch-size."""
     parser.add_argument("--checkpoint", required=True, help="Run directory or model.ckpt-N prefix.")
-    parser.add_argument("--target", default="gpu", choices=devices.TREES,
-                        help="Which tree's decode loop runs the checkpoint (same weights either way).")
+    parser.add_argument("--target", default="gpu", choices=devices.TARGETS,
+                        help="Which target's decode loop runs the checkpoint (same weights either way).")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="Windows per forward pass.")
 
 
 def build_inference_graph(hp, target="gpu", batch_size=1):
-    """Placeholder -> mels with the target tree's decode loop; returns (input, mels, alignments)."""
-    decode_loop = trees.backend(target).decode_loop
+    """Placeholder -> mels with the target's decode loop; returns (input, mels, alignments)."""
+    decode_loop = targets.backend(target).decode_loop
     inputs = tf.placeholder(tf.float32, [batch_size] + list(windows.window_shape(hp)), name=INPUT_NAME)
     speakers = tf.zeros([batch_size, hp.speaker_embedding_dim])
     outputs = model_lib.Lip2Wav(hp, decode_loop).build(inputs, speakers, is_training=False)

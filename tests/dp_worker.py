@@ -1,6 +1,6 @@
 """Test-only: one data-parallel rank that records what the distributed tests check, started 2x by a launcher.
 
-``python -m tests.dp_worker --target gpu|npu --data DIR --out DIR --steps N`` builds the tree's real training
+``python -m tests.dp_worker --target gpu|npu --data DIR --out DIR --steps N`` builds the target's real training
 graph (Backend, distribution, sharded BatchSource, TrainingGraph) like common/training/loop.py does, but seeds
 each rank's initialisation differently so the broadcast has something to do, and writes rank<R>.npz:
 variables before and after the broadcast, this rank's own (not yet averaged) gradients of step 1 (variables with a gradient only) and the

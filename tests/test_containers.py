@@ -17,6 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from common import devices
 from containers import launch
 from containers.standin import base
 
@@ -44,7 +45,7 @@ def invoke(*args, env=None, timeout=3600):
 
 def test_dockerfiles_pass_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    for target in launch.TARGETS:
+    for target in devices.TARGETS:
         result = subprocess.run([hadolint, str(ROOT / "containers" / target / "Dockerfile")],
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -84,7 +85,7 @@ def entrypoint_commands():
         if started and labels:
             for label in labels:
                 commands[label] = [started.group(1).strip('"').replace("$command", label)]
-    commands["train"] += [launch.train_module(target) for target in launch.TARGETS]
+    commands["train"] += [launch.train_module(target) for target in devices.TARGETS]
     return commands
 
 
@@ -193,7 +194,7 @@ def images():
     print("stand-in base %s ready in %.0f s" % (standin, time.monotonic() - start))
     requirements = "containers/requirements-standin.txt"
     wheels = base.download_wheels([ROOT / requirements], base.cache_dir() / "wheels-standin")
-    for target in launch.TARGETS:
+    for target in devices.TARGETS:
         start = time.monotonic()
         result = invoke("build-" + target, "--base-image", standin, "--requirements", requirements,
                         "--wheelhouse", str(wheels))
@@ -204,7 +205,7 @@ def images():
 
 @requires_engine
 def test_images_are_non_root_and_print_usage(images):
-    for target in launch.TARGETS:
+    for target in devices.TARGETS:
         config = images.images.get(launch.IMAGES[target]).attrs["Config"]
         assert "LIP2WAV_TARGET=%s" % target in config["Env"]
         assert config["User"] == "lip2wav"
@@ -214,7 +215,7 @@ def test_images_are_non_root_and_print_usage(images):
 
 
 @requires_engine
-@pytest.mark.parametrize("target", launch.TARGETS)
+@pytest.mark.parametrize("target", devices.TARGETS)
 def test_emulated_training_writes_host_owned_checkpoints(images, synthetic_data, tmp_path, target):
     if importlib.util.find_spec("%s_training.train" % target) is None:
         pytest.skip("%s_training/train.py not written yet" % target)

@@ -1,4 +1,4 @@
-"""Data-parallel training for real: two CPU processes per tree (GPU: horovodrun; NPU emulation: our launcher with
+"""Data-parallel training for real: two CPU processes per target (GPU: horovodrun; NPU emulation: our launcher with
 Horovod over Gloo), on the synthetic speaker, a few steps each. Skipped where Horovod is not installed (.ci/run
 installs it)."""
 import json

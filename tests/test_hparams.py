@@ -45,7 +45,11 @@ def test_speaker_presets_resolve_to_the_pinned_reference_values(name):
     hp = hparams.resolve(name)
     expected = dict(SHARED_PRESET_VALUES, **SPEAKER_PRESET_VALUES[name])
     assert {key: getattr(hp, key) for key in expected} == expected
-    assert hp.speaker == name
+    assert hp.preset == hp.speaker == name
+
+
+def test_preset_names_the_preset_the_values_came_from():
+    assert [hparams.resolve(name).preset for name in ("default", "synthetic")] == ["default", "synthetic"]
 
 
 def test_every_reference_key_of_the_preset_files_is_pinned():

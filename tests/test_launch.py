@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from common import devices
 from containers import launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def test_gpu_run_kwargs_request_gpus(tmp_path):
 
 
 def test_emulate_requests_no_device(tmp_path):
-    for target in launch.TARGETS:
+    for target in devices.TARGETS:
         kwargs = launch.docker_run_kwargs(target, "img", tmp_path / "d", tmp_path / "r", [0], emulate=True,
                                           uid=5, gid=6, command=["train"])
         assert kwargs["environment"]["LIP2WAV_EMULATE"] == "1"

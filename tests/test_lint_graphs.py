@@ -1,4 +1,4 @@
-"""The NPU graph lint on the trees' real graphs: the NPU tree is clean, the GPU tree is reported."""
+"""The NPU graph lint on both targets' real graphs: the NPU target is clean, the GPU target is reported."""
 import os
 import subprocess
 import sys
@@ -31,13 +31,13 @@ def test_gpu_graphs_are_reported(capsys):
 
 
 @pytest.mark.workstation  # invoke
-def test_invoke_lint_npu_passes_for_the_npu_tree():
+def test_invoke_lint_npu_passes_for_the_npu_target():
     invoke = os.path.join(os.path.dirname(sys.executable), "invoke")
     result = subprocess.run([invoke, "lint-npu", "--preset", "synthetic", "--target", "npu"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == ""
-    assert "npu tree, preset synthetic: 0 finding(s)" in result.stderr
+    assert "target npu, preset synthetic: 0 finding(s)" in result.stderr
 
 
 def test_bad_preset_is_one_error_line(capsys):

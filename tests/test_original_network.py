@@ -13,7 +13,7 @@ import pytest
 from common.config import hparams
 from common.model import network as model
 from common.tf_compat import tf
-from export import trees
+from export import targets
 from gpu_training.decoder import dynamic_decode_loop
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared")
@@ -47,12 +47,12 @@ def chess_training_graph():
     graph = tf.Graph()
     with graph.as_default():
         inputs = tf.placeholder(tf.float32, [2, hp.T, hp.img_size, hp.img_size, 3])
-        targets = tf.placeholder(tf.float32, [2, hp.mel_step_size, hp.num_mels])
+        mel_targets = tf.placeholder(tf.float32, [2, hp.mel_step_size, hp.num_mels])
         step = tf.train.get_or_create_global_step()
         outputs = model.Lip2Wav(hp, dynamic_decode_loop).build(
-            inputs, tf.zeros([2, hp.speaker_embedding_dim]), targets, is_training=True, global_step=step,
+            inputs, tf.zeros([2, hp.speaker_embedding_dim]), mel_targets, is_training=True, global_step=step,
             teacher_forcing_ratio=model.teacher_forcing_ratio(hp, step))
-        losses = model.losses(hp, outputs, targets)
+        losses = model.losses(hp, outputs, mel_targets)
         model.train_op(hp, losses.total, step)
         l2_inputs = {variable_read_by(op.inputs[0]) for op in graph.get_operations()
                      if op.type == "L2Loss" and op.name.startswith("losses/")}
@@ -100,19 +100,19 @@ def fixture_arrays():
         return dict(arrays)
 
 
-def run_fixture(tree, teacher_forced, arrays):
-    """The tree's inference graph (BN in inference mode) restored by name from the original's checkpoint."""
+def run_fixture(target, teacher_forced, arrays):
+    """The target's inference graph (BN in inference mode) restored by name from the original's checkpoint."""
     hp = fixture_hparams()
     frames = arrays["frames_uint8_bgr"].astype(np.float32) / 255
     with tf.Graph().as_default():
         inputs = tf.placeholder(tf.float32, frames.shape)
         feed = {inputs: frames}
-        targets = None
+        mel_targets = None
         if teacher_forced:
-            targets = tf.placeholder(tf.float32, arrays["tf_mel_targets"].shape)
-            feed[targets] = arrays["tf_mel_targets"]
-        outputs = model.Lip2Wav(hp, trees.backend(tree).decode_loop).build(
-            inputs, tf.constant(arrays["speaker_embeddings"]), targets, is_training=False)
+            mel_targets = tf.placeholder(tf.float32, arrays["tf_mel_targets"].shape)
+            feed[mel_targets] = arrays["tf_mel_targets"]
+        outputs = model.Lip2Wav(hp, targets.backend(target).decode_loop).build(
+            inputs, tf.constant(arrays["speaker_embeddings"]), mel_targets, is_training=False)
         saver = tf.train.Saver({model.original_name(v.op.name): v for v in model.model_variables()})
         with tf.Session() as sess:
             saver.restore(sess, os.path.join(FIXTURE, "tacotron_model.ckpt-3"))
@@ -128,12 +128,12 @@ def run_fixture(tree, teacher_forced, arrays):
 
 @needs_shared
 @pytest.mark.parametrize("teacher_forced", [False, True], ids=["free-running", "teacher-forced"])
-@pytest.mark.parametrize("tree", ["gpu", "npu"])
-def test_original_checkpoint_reproduces_the_originals_outputs(tree, teacher_forced, fixture_arrays):
-    ours = run_fixture(tree, teacher_forced, fixture_arrays)
+@pytest.mark.parametrize("target", ["gpu", "npu"])
+def test_original_checkpoint_reproduces_the_originals_outputs(target, teacher_forced, fixture_arrays):
+    ours = run_fixture(target, teacher_forced, fixture_arrays)
     differences = {}
     for name, value in ours.items():
         assert value.shape == fixture_arrays[name].shape, name
         differences[name] = float(np.max(np.abs(value - fixture_arrays[name])))
-    print("%s tree, largest differences: %s" % (tree, differences))
+    print("target %s, largest differences: %s" % (target, differences))
     assert all(d <= TOLERANCE for d in differences.values()), differences

@@ -1,4 +1,4 @@
-"""GPU tree vs NPU tree: same checkpoint and batch give the same mels and loss; checkpoints move between trees.
+"""GPU target vs NPU target: same checkpoint and batch give the same mels and loss; checkpoints move between targets.
 
 Both decode loops draw their randomness from stateless ops keyed by (global step, salt, decoder
 step), so in fp32 on the CPU they must agree to float rounding, not merely statistically.
@@ -17,12 +17,12 @@ from export.graph import build_inference_graph
 from gpu_training import train as gpu_train
 from npu_training import train as npu_train
 
-TREES = {"gpu": gpu_train, "npu": npu_train}
+ENTRYPOINTS = {"gpu": gpu_train, "npu": npu_train}
 BATCH = 2
 SMALL = "tacotron_batch_size=%d,T=15,mel_step_size=40" % BATCH
 TOLERANCE = 1e-5
 # Mid-way through the synthetic preset's teacher-forcing decay (100 + 400 steps), so the per-step
-# coin picks both the target and the prediction and both trees must agree on every toss.
+# coin picks both the target and the prediction and the GPU and NPU decode loops must agree on every toss.
 START_STEP = 250
 
 
@@ -53,9 +53,9 @@ def batch(hp):
             "speaker_embeddings": np.zeros((BATCH, hp.speaker_embedding_dim), np.float32)}
 
 
-def training_graph(tree, hp, batch):
-    """The tree's real training graph (its feeder, decode loop and optimizer wrapper), fed ``batch``."""
-    backend = TREES[tree].BACKEND
+def training_graph(target, hp, batch):
+    """The target's real training graph (its feeder, decode loop and optimizer wrapper), fed ``batch``."""
+    backend = ENTRYPOINTS[target].BACKEND
     return training.TrainingGraph(backend, backend.stack(backend.options), hp, RepeatSource(batch))
 
 
@@ -71,7 +71,7 @@ def one_training_step(graph, sess):
 
 @pytest.fixture(scope="module")
 def gpu_step(hp, batch, tmp_path_factory):
-    """Fresh variables (with Adam slots) at global step START_STEP, saved; then one GPU-tree training step."""
+    """Fresh variables (with Adam slots) at global step START_STEP, saved; then one training step of the GPU target."""
     path = str(tmp_path_factory.mktemp("parity") / "model.ckpt")
     with tf.Graph().as_default():
         graph = training_graph("gpu", hp, batch)
@@ -93,18 +93,18 @@ def run_restored(checkpoint, fetches, feed):
         return sess.run(fetches, feed)
 
 
-def teacher_forced(tree, hp, batch, checkpoint):
+def teacher_forced(target, hp, batch, checkpoint):
     with tf.Graph().as_default():
         inputs = tf.placeholder(tf.float32, batch["inputs"].shape)
         targets = tf.placeholder(tf.float32, batch["mel_targets"].shape)
-        outputs = model.Lip2Wav(hp, TREES[tree].BACKEND.decode_loop).build(
+        outputs = model.Lip2Wav(hp, ENTRYPOINTS[target].BACKEND.decode_loop).build(
             inputs, tf.constant(batch["speaker_embeddings"]), targets, is_training=False)
         return run_restored(checkpoint, outputs._asdict(), {inputs: batch["inputs"], targets: batch["mel_targets"]})
 
 
-def free_running(tree, hp, batch, checkpoint):
+def free_running(target, hp, batch, checkpoint):
     with tf.Graph().as_default():
-        inputs, mels, alignments = build_inference_graph(hp, tree, BATCH)
+        inputs, mels, alignments = build_inference_graph(hp, target, BATCH)
         return run_restored(checkpoint, {"mels": mels, "alignments": alignments}, {inputs: batch["inputs"]})
 
 
@@ -117,13 +117,13 @@ def assert_close(gpu, npu):
 
 
 def test_teacher_forced_decoders_agree(hp, batch, checkpoint):
-    gpu, npu = [teacher_forced(tree, hp, batch, checkpoint) for tree in ("gpu", "npu")]
+    gpu, npu = [teacher_forced(target, hp, batch, checkpoint) for target in ("gpu", "npu")]
     assert gpu["postnet_mels"].shape == (BATCH, hp.mel_step_size, hp.num_mels)
     assert_close(gpu, npu)
 
 
 def test_free_running_inference_graphs_agree(hp, batch, checkpoint):
-    gpu, npu = [free_running(tree, hp, batch, checkpoint) for tree in ("gpu", "npu")]
+    gpu, npu = [free_running(target, hp, batch, checkpoint) for target in ("gpu", "npu")]
     assert gpu["mels"].shape == (BATCH, hp.mel_step_size, hp.num_mels)
     assert_close(gpu, npu)
 
@@ -141,13 +141,14 @@ def test_one_training_step_gives_the_same_loss(hp, batch, gpu_step):
         assert gpu["scalars"][name] == pytest.approx(npu["scalars"][name], rel=TOLERANCE, abs=TOLERANCE), name
 
 
-def run_tree(tree, data, run_dir, steps):
+def run_target(target, data, run_dir, steps):
     argv = ["--data", data, "--run-dir", run_dir, "--steps", str(steps), "--checkpoint-every", "2",
             "--log-every", "1", "--workers", "1", "--hparams", SMALL]
-    assert TREES[tree].main(argv) == 0
+    assert ENTRYPOINTS[target].main(argv) == 0
     with open(os.path.join(run_dir, "run_summary.json")) as f:
         summary = json.load(f)
-    assert summary["device_tree"] == tree and summary["first_step"] == 1 and summary["last_step"] == steps
+    assert summary["target"] == target and summary["preset"] == "synthetic"
+    assert summary["first_step"] == 1 and summary["last_step"] == steps
     assert summary["segments"][-1]["first_step"] == steps - 1
     assert training.checkpoint_step(training.latest_checkpoint(run_dir)) == steps
     return summary, layout(run_dir)
@@ -169,12 +170,12 @@ def written_at(step):
     return names | {"plots/step-%d-mel.png" % step, "plots/step-%d-alignment.png" % step}
 
 
-def test_checkpoints_move_between_trees_and_run_dirs_match(synthetic_data, tmp_path):
+def test_checkpoints_move_between_targets_and_run_dirs_match(synthetic_data, tmp_path):
     """GPU 2 steps -> NPU resumes to 4 -> GPU resumes to 6, in one run dir, each adding the same files."""
     run_dir = str(tmp_path / "run")
-    gpu_summary, gpu_files = run_tree("gpu", synthetic_data, run_dir, 2)
-    npu_summary, npu_files = run_tree("npu", synthetic_data, run_dir, 4)
-    _, last_files = run_tree("gpu", synthetic_data, run_dir, 6)
+    gpu_summary, gpu_files = run_target("gpu", synthetic_data, run_dir, 2)
+    npu_summary, npu_files = run_target("npu", synthetic_data, run_dir, 4)
+    _, last_files = run_target("gpu", synthetic_data, run_dir, 6)
     assert npu_files == gpu_files | written_at(4)
     assert last_files == npu_files | written_at(6)
     assert sorted(gpu_summary) == sorted(npu_summary)

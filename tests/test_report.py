@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 
+from common.config import hparams
 from export.apps import evaluate
 from export.apps import report
 from gpu_training import train as gpu_train
@@ -216,7 +217,7 @@ def test_interrupted_run_without_evaluation_gets_a_page_with_its_bench(untrained
     values["tacotron_batch_size"] = 3
     with open(os.path.join(run_dir, "hparams.json"), "w") as f:
         json.dump(values, f)
-    bench = {"rows": [{"preset": "synthetic", "tree": "npu", "sec_per_step": 0.5, "world_size": 2}], "cpu_count": 2}
+    bench = {"rows": [{"preset": "synthetic", "target": "npu", "sec_per_step": 0.5, "world_size": 2}], "cpu_count": 2}
     with open(os.path.join(run_dir, "bench.json"), "w") as f:
         json.dump(bench, f)
     html = open(report.build_report(run_dir)).read()
@@ -225,6 +226,14 @@ def test_interrupted_run_without_evaluation_gets_a_page_with_its_bench(untrained
     assert "no evaluation of this run yet" in html and "no train_log.jsonl lines yet" in html
     assert "<td>tacotron_batch_size</td><td>3</td><td>8</td>" in html
     assert "model.ckpt-1" in html
+
+
+@pytest.mark.parametrize("key", ["target", "device_tree"])
+def test_run_facts_name_the_target_also_of_a_run_dir_written_before_the_rename(key, tmp_path):
+    with open(str(tmp_path / "run_summary.json"), "w") as f:
+        json.dump({key: "npu", "preset": "synthetic"}, f)
+    facts = dict(report.run_section(str(tmp_path), hparams.resolve("synthetic"))["facts"])
+    assert facts["target"] == "npu"
 
 
 def test_missing_run_dir_or_a_folder_that_is_no_run_is_one_error_line(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The shared rules, each owned by one module: crops, timing, windows, atomic folders and files,
-run directories, device trees. Each test fails when its owner drifts from the rule the others rely on."""
+run directories, targets. Each test fails when its owner drifts from the rule the others rely on."""
 import os
 import stat
 
@@ -106,14 +106,14 @@ def test_run_dir_of_a_run_or_a_checkpoint(tmp_path):
     assert rundir.run_dir_of(str(run / rundir.CHECKPOINTS / "model.ckpt-7")) == str(run)
 
 
-def test_one_list_of_device_trees():
-    from export import trees
-    assert tuple(trees.BACKENDS) == devices.TREES == launch.TARGETS
-    assert set(launch.IMAGES) == set(devices.TREES)
-    for name in devices.TREES:
-        assert trees.backend(name).name == name
+def test_one_list_of_targets():
+    from export import targets
+    assert tuple(targets.BACKENDS) == devices.TARGETS
+    assert set(launch.IMAGES) == set(devices.TARGETS)
+    for name in devices.TARGETS:
+        assert targets.backend(name).name == name
         assert launch.train_module(name) == devices.train_module(name) == "%s_training.train" % name
-    with pytest.raises(devices.UnknownTreeError, match="use one of gpu, npu"):
-        trees.backend("tpu")
+    with pytest.raises(devices.UnknownTargetError, match="use one of gpu, npu"):
+        targets.backend("tpu")
     with pytest.raises(launch.LaunchError, match="unknown target 'tpu'"):
         launch.train_module("tpu")

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TREES = ("common", "gpu_training", "npu_training", "export")
+IMAGE_PACKAGES = ("common", "gpu_training", "npu_training", "export")
 IMAGE_CONTAINER_FILES = ("containers/__init__.py", "containers/launch.py")
 API_PATH = os.path.join(ROOT, "tests", "tf1_15_api.txt")
 SIGNATURES_PATH = os.path.join(ROOT, "tests", "tf1_15_signatures.tsv")
@@ -24,9 +24,9 @@ TF_COMPAT = "common/tf_compat.py"
 TF_MODULES = ("tensorflow", "tensorflow.compat.v1")
 
 
-def tree_files():
+def image_files():
     """Repo-relative paths of the .py files that run inside the device images (see .dockerignore)."""
-    return python_files(ROOT, TREES) + list(IMAGE_CONTAINER_FILES)
+    return python_files(ROOT, IMAGE_PACKAGES) + list(IMAGE_CONTAINER_FILES)
 
 
 def python_files(root, packages):
@@ -76,14 +76,14 @@ def syntax_problems(source, relpath):
 
 @pytest.mark.workstation  # vermin, ast feature_version (3.8+)
 def test_image_code_is_python37_per_vermin():
-    paths = [os.path.join(ROOT, relpath) for relpath in tree_files()]
+    paths = [os.path.join(ROOT, relpath) for relpath in image_files()]
     violations = vermin_violations(paths)
     assert not violations, "code needs more than Python 3.7:\n" + "\n".join(violations)
 
 
 @pytest.mark.workstation  # vermin, ast feature_version (3.8+)
 def test_image_code_parses_as_python37():
-    problems = [p for relpath in tree_files() for p in syntax_problems(read(relpath), relpath)]
+    problems = [p for relpath in image_files() for p in syntax_problems(read(relpath), relpath)]
     assert not problems, "\n".join(problems)
 
 
@@ -254,7 +254,7 @@ def tf_problems(source, relpath):
 
 
 def test_tf_names_and_keywords_exist_in_tf_1_15():
-    problems = [p for relpath in tree_files() for p in tf_problems(read(relpath), relpath)]
+    problems = [p for relpath in image_files() for p in tf_problems(read(relpath), relpath)]
     assert not problems, "\n".join(problems)
 
 
@@ -308,7 +308,7 @@ def test_tf_checker_catches_tf2_only_and_contrib_code():
 
 # ---------------------------------------------------------------- (c) import layering
 
-PACKAGES = TREES + ("containers",)
+PACKAGES = IMAGE_PACKAGES + ("containers",)
 FORBIDDEN = {
     "common": ("gpu_training", "npu_training", "export", "containers", "tasks"),
     "gpu_training": ("npu_training", "export", "containers", "tasks"),
@@ -360,15 +360,15 @@ def imported_modules(tree, relpath, known):
 
 def layering_problems(source, relpath):
     tree = ast.parse(source, relpath)
-    tree_name = relpath.split("/")[0]
+    package = relpath.split("/")[0]
     own_layer = common_layer(module_name(relpath))
     problems = []
     for module, line, top_level in imports(tree, relpath):
         root = (module or "").split(".")[0]
-        if any(module == f or (module or "").startswith(f + ".") for f in FORBIDDEN.get(tree_name, ())):
-            problems.append("%s:%d: %s must not import %s" % (relpath, line, tree_name, module))
+        if any(module == f or (module or "").startswith(f + ".") for f in FORBIDDEN.get(package, ())):
+            problems.append("%s:%d: %s must not import %s" % (relpath, line, package, module))
         if root == "npu_bridge":
-            if tree_name != "npu_training":
+            if package != "npu_training":
                 problems.append("%s:%d: npu_bridge is imported outside npu_training" % (relpath, line))
             elif top_level:
                 problems.append("%s:%d: npu_bridge is imported at module level; import it inside the function "
@@ -390,7 +390,7 @@ def layering_problems(source, relpath):
 
 
 def test_import_layering():
-    problems = [p for relpath in tree_files() for p in layering_problems(read(relpath), relpath)]
+    problems = [p for relpath in image_files() for p in layering_problems(read(relpath), relpath)]
     assert not problems, "\n".join(problems)
 
 

@@ -1,6 +1,6 @@
 """Every invoke task users type, parsed by invoke itself and run in-process on tiny inputs.
 
-Covered elsewhere: train (tests/test_tasks_local.py, a subprocess per tree), lint-npu
+Covered elsewhere: train (tests/test_tasks_local.py, a subprocess per target), lint-npu
 (tests/test_lint_graphs.py, a subprocess), demo (tests/test_demo.py), build-npu/build-gpu
 (tests/test_containers.py, needs a Docker engine).
 """
@@ -75,7 +75,7 @@ def test_invoke_preprocess_then_dataset_report(synthetic_hp, tmp_path, capsys):
     assert "last preprocessing run: 1 clips kept, 0 dropped" in stdout
 
 
-def test_invoke_bench_one_step_per_tree(tmp_path, capsys):
+def test_invoke_bench_one_step_per_target(tmp_path, capsys):
     """The training rows only: --world-sizes '' skips the data-parallel runs (a dozen TensorFlow processes
     with Horovod) whose figures this test does not read; tests/test_distributed.py tests that training."""
     out = tmp_path / "bench.json"
@@ -84,7 +84,7 @@ def test_invoke_bench_one_step_per_tree(tmp_path, capsys):
     assert code == 0, stderr
     with open(str(out)) as f:
         results = json.load(f)
-    assert [(r["preset"], r["tree"], r["timed_steps"]) for r in results["rows"]] == [
+    assert [(r["preset"], r["target"], r["timed_steps"]) for r in results["rows"]] == [
         ("synthetic", "gpu", 1), ("synthetic", "npu", 1)]
     assert all(r["sec_per_step"] > 0 for r in results["rows"])
     assert "npu/gpu" in stdout and results["scaling"] == []

@@ -31,7 +31,7 @@ def test_invoke_train_local_trains_two_steps(synthetic_data, tmp_path, target, e
     reason = "LIP2WAV_EMULATE=1" if extra else "npu_bridge not importable"
     assert "%s: emulating the NPU graph on the CPU" % reason in result.stderr
     summary = summary_of(run_dir)
-    assert summary["device_tree"] == target and summary["last_step"] == 2 and summary["batch_size"] == 2
+    assert summary["target"] == target and summary["last_step"] == 2 and summary["batch_size"] == 2
     assert (run_dir / "checkpoints" / "model.ckpt-2.index").is_file()
 
 
@@ -41,7 +41,7 @@ def test_invoke_train_resumes_a_run_started_with_other_hyperparameters(synthetic
     run_dir = tmp_path / "run"
     invoke_train("gpu", synthetic_data, run_dir, "--steps", "2", "--hparams", "tacotron_batch_size=2")
     summary = summary_of(run_dir)
-    assert summary["device_tree"] == "gpu" and summary["last_step"] == 2 and summary["batch_size"] == 2
+    assert summary["target"] == "gpu" and summary["last_step"] == 2 and summary["batch_size"] == 2
     assert (run_dir / "checkpoints" / "model.ckpt-2.index").is_file()
     invoke_train("gpu", synthetic_data, run_dir, "--steps", "3")
     summary = summary_of(run_dir)

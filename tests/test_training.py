@@ -59,7 +59,7 @@ def test_loss_falls_below_the_mean_mel_floor_on_the_synthetic_speaker(synthetic_
         assert os.path.getsize(os.path.join(run_dir, "plots", name)) > 0
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "model.ckpt-60.index"))
     summary = json.load(open(os.path.join(run_dir, "run_summary.json")))
-    assert summary["device_tree"] == "gpu" and summary["last_step"] == 60
+    assert summary["target"] == "gpu" and summary["last_step"] == 60
 
 
 def test_resume_continues_exactly_where_it_stopped(synthetic_data, tmp_path):

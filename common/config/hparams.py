@@ -160,7 +160,7 @@ DECLARED = {
     "tacotron_teacher_forcing_start_decay": (10000, "Step at which the cosine teacher-forcing decay starts.",
                                              NON_NEGATIVE),
     "tacotron_teacher_forcing_decay_steps": (40000, "Steps of the cosine teacher-forcing decay.", COUNT),
-    "speaker": ("", "Name of the speaker the preset was made for (informational)."),
+    "speaker": ("", "The preset these values came from (the original's preset files call it speaker); read hp.preset."),
 }
 
 # Keys of the reference preset files that this model has no use for.
@@ -294,6 +294,11 @@ class HParams(object):
 
     def replace(self, **overrides):
         return HParams(_check_limits(_apply(self._values, overrides, "replace"), "replace"))
+
+    @property
+    def preset(self):
+        """The preset these values were resolved from, kept under the original's key "speaker"."""
+        return self.speaker or "default"
 
     @property
     def max_iters(self):

@@ -221,7 +221,7 @@ def draw_mouths(params, frame_size):
     """One frame per entry of params' arrays: opening and spread (0..1), optionally jaw and rounding.
 
     The jaw drop lowers the mouth; rounding narrows it and thickens the lips (protrusion).
-    Without jaw and rounding the mouth is the formant speaker's.
+    Without jaw and rounding the mouth is the astronaut speaker's (the one its formant voice follows).
     """
     num_frames = len(params["opening"])
     jaw = params.get("jaw", np.zeros(num_frames))

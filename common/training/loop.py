@@ -73,7 +73,7 @@ class Stack(object):
 class Backend(object):
     """What a device tree plugs into the shared loop.
 
-    name: "gpu" or "npu"; decode_loop: see common.model.network.Lip2Wav; feeder_class: a Feeder
+    name: the target, "gpu" or "npu"; decode_loop: see common.model.network.Lip2Wav; feeder_class: a Feeder
     (see gpu_training/feeder.py); options: the tree's typed settings (a frozen dataclass whose
     defaults are the trees' defaults); add_arguments(parser) declares them as flags and
     options_from_args(args) reads them back, so tools build options without a command line;
@@ -93,7 +93,7 @@ class Backend(object):
 def build_parser(backend):
     parser = argparse.ArgumentParser(
         prog="python -m " + devices.train_module(backend.name),
-        description="Train Lip2Wav with the %s tree. Resumes automatically when --run-dir holds a checkpoint."
+        description="Train Lip2Wav for the %s target. Resumes automatically when --run-dir holds a checkpoint."
                     % backend.name.upper())
     parser.add_argument("--data", required=True, help="Preprocessed data directory (with train.txt).")
     parser.add_argument("--run-dir", required=True, help="Where checkpoints, plots, logs and hparams go.")
@@ -474,8 +474,8 @@ def _run_summary(run, feeder, last_step, ended):
     total_step_time = float(np.sum(segment.step_seconds)) if segment.step_seconds else 0.0
     summary = {
         "network": "lip2wav",
-        "device_tree": run.backend.name,
-        "preset": hp.speaker or "default",
+        "target": run.backend.name,
+        "preset": hp.preset,
         "batch_size": hp.tacotron_batch_size,
         "sec_per_step_median": per_step,
         "samples_per_sec": hp.tacotron_batch_size / per_step if per_step else None,

@@ -12,7 +12,7 @@ is the same for every device, so runs compare side by side:
   events.out.tfevents.*     TensorBoard summaries (the run directory is the event folder)
   train_log.jsonl           one JSON line per logged step, with units (cut back to the checkpoint on resume)
   train_log.rank<N>.jsonl   rank N's own log lines; every other training file is written by rank 0 only
-  run_summary.json          network, device tree, batch size, sec/step, samples/s, loss, wall time, and every
+  run_summary.json          network, target, batch size, sec/step, samples/s, loss, wall time, and every
                             segment of the run (history.py); rewritten at every checkpoint
   distribution.json         world size and batch sizes of a data-parallel run (resume refuses another world size)
   rank_table.json           the HCCL rank table a multi-NPU launch writes (containers/launch.py)

@@ -1,9 +1,9 @@
 """The whole pipeline on an embedded synthetic speaker, on the CPU, in about ten minutes.
 
 make the speaker (GRID sentences by espeak-ng on the astronaut by default, --speaker astronaut for the
-formant one) -> train (GPU tree on the CPU) -> synthesise and score the held-out test clips against the
+formant voice) -> train (GPU target on the CPU) -> synthesise and score the held-out test clips against the
 mean-mel baseline (plus WER and the vocoder ceiling for GRID) -> freeze inference graphs for gpu and npu ->
-the run report page (run/report.html) -> summary. The GPU tree is used because on a CPU it is the plain
+the run report page (run/report.html) -> summary. The GPU target is used because on a CPU it is the plain
 TensorFlow path (FIFOQueue feeder,
 dynamic decode loop); NPU emulation runs the same graph with the Ascend bits stubbed and
 is no faster here. Every stage is resumable: data and checkpoints already in --out are reused.
@@ -29,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 1000
 DEFAULT_CLIPS = 40
-TRAIN_TREE = "gpu"
+TRAIN_TARGET = "gpu"
 # grid is the default speaker (common/synthetic/speakers.py): it trains in the same ~10 minutes as the astronaut
 # and its words make the scores say whether speech was recovered (WER 0.41 vs the baseline's 1.00 on 240 words).
 DEFAULT_SPEAKER = "grid"
@@ -62,7 +62,7 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
     timings["data"] = time.time() - tick
 
     tick = time.time()
-    command = [sys.executable, "-m", "%s_training.train" % TRAIN_TREE, "--data", data_dir, "--run-dir", run_dir,
+    command = [sys.executable, "-m", "%s_training.train" % TRAIN_TARGET, "--data", data_dir, "--run-dir", run_dir,
                "--preset", "synthetic", "--steps", str(steps),
                "--checkpoint-every", str(checkpoint_every or max(steps // 2, 1)), "--log-every", "50"]
     if hparams:
@@ -97,7 +97,7 @@ def run_demo(out="demo", steps=DEFAULT_STEPS, clips=DEFAULT_CLIPS, seconds=None,
         "scores_csv": os.path.abspath(scores["csv"]), "scores_json": os.path.abspath(scores["json"]),
         "report": report_path, "exported": exported, "model": scores["model"], "baseline": scores["baseline"],
         "beats_baseline_stoi": scores["model"]["stoi"] > scores["baseline"]["stoi"],
-        "steps": steps, "clips": clips, "seconds_per_clip": seconds, "train_tree": TRAIN_TREE, "speaker": speaker,
+        "steps": steps, "clips": clips, "seconds_per_clip": seconds, "train_target": TRAIN_TARGET, "speaker": speaker,
         "seconds": timings,
     }
     for key in ("ceiling", "words"):
@@ -115,7 +115,7 @@ def _export(run_dir, out_dir):
     """Frozen graphs for both targets; {target: .pb path}."""
     from export import freeze
     exported = {}
-    for target in devices.TREES:
+    for target in devices.TARGETS:
         manifest = freeze.freeze(run_dir, out_dir, target=target, batch_size=1)
         exported[target] = os.path.abspath(os.path.join(out_dir, manifest["graph"]))
     return exported

@@ -31,7 +31,7 @@ from common.model import network
 from common.tf_compat import tf
 from common.training import checkpoints
 from common.training import rundir
-from export import trees
+from export import targets
 
 LOG = logging.getLogger("lip2wav.import_checkpoint")
 # refusal: why a checkpoint of this style that lacks model variables cannot become a run, and the fix.
@@ -105,7 +105,7 @@ class OurVariables(object):
     def __init__(self, hp):
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.training = trees.training_graph(hp, "gpu")
+            self.training = targets.training_graph(hp, "gpu")
             self.step = tf.train.get_global_step()
             self.model = network.model_variables()
             model_names = set(_name(v) for v in self.model)

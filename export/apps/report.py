@@ -113,7 +113,8 @@ def run_section(run_dir, hp):
                               checkpoints[-1][0] if checkpoints else None) if s is not None]
     facts = [
         ("run directory", os.path.abspath(run_dir)),
-        ("device tree", summary.get("device_tree", "unknown (no %s)" % rundir.SUMMARY)),
+        # "device_tree": the same field in run directories written before it was named "target"
+        ("target", summary.get("target", summary.get("device_tree", "unknown (no %s)" % rundir.SUMMARY))),
         ("preset", preset_of(summary, hp)),
         ("batch size", hp.tacotron_batch_size),
         ("steps trained", max(last_steps) if last_steps else 0),
@@ -136,8 +137,8 @@ def run_section(run_dir, hp):
 
 
 def preset_of(summary, hp):
-    """The preset a run started from: the run summary's, else the speaker its hparams were made for."""
-    return summary.get("preset") or hp.speaker or "default"
+    """The preset a run started from: the run summary's, else its hparams'."""
+    return summary.get("preset") or hp.preset
 
 
 def hparams_diff(hp, preset, notes):

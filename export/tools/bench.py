@@ -1,16 +1,16 @@
-"""Benchmark both device trees on this machine, in one run, so their figures compare.
+"""Benchmark both targets on this machine, in one run, so their figures compare.
 
-For each preset: a synthetic speaker rendered at the preset's sizes; both trees' real training
-graphs (feeder, decode loop, session config) trained side by side, alternating steps so that
+For each preset: a synthetic speaker's data directory rendered at the preset's sizes; both targets' real
+training graphs (feeder, decode loop, session config) trained side by side, alternating steps so that
 load from other processes on a shared machine hits both alike (sec/step: median after one
-untimed warmup step); then each tree's feeder on a trivial graph (how many batches per second
+untimed warmup step); then each target's feeder on a trivial graph (how many batches per second
 it can supply, against how many the training step consumes). Then, with Horovod installed, each
-tree's real entrypoint as 1 and 2 data-parallel processes (samples/s, scaling efficiency). Lives in
-export/ because it imports both trees.
+target's real entrypoint as 1 and 2 data-parallel processes (samples/s, scaling efficiency). Lives in
+export/ because it imports both device trees.
 
 ``python -m export.tools.bench [--presets synthetic,chess] [--steps N] [--world-sizes 1,2] [--out bench.json]``
 prints the tables and writes the JSON atomically. With ``--baseline REF`` it instead times this
-checkout against commit REF (a temporary git worktree): per tree, one worker process per commit
+checkout against commit REF (a temporary git worktree): per target, one worker process per commit
 (module names collide), steps alternated between them, wall and CPU seconds side by side;
 ``--baseline HEAD --baseline-env TF_ENABLE_ONEDNN_OPTS=0`` times the same code with Eigen's kernels against
 oneDNN's. Every result names the CPU kernels that ran (oneDNN or Eigen) and the CPU.
@@ -48,7 +48,7 @@ from common import tf_compat
 from common.tf_compat import tf
 from containers import launch
 from export import freeze
-from export import trees
+from export import targets
 from export.graph import DEFAULT_BATCH_SIZE as SYNTHESIZER_BATCH
 from export.graph import CheckpointPredictor, build_inference_graph
 from export.infer import FrozenGraphRunner
@@ -60,7 +60,7 @@ MAX_NPU_TO_GPU = 1.1
 
 
 def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, config=None):
-    """Batches per second ``feeder_class`` (either tree's Feeder) supplies to a trivial graph.
+    """Batches per second ``feeder_class`` (either target's Feeder) supplies to a trivial graph.
 
     The graph only reduces each batch tensor, so the rate is the feeder's ceiling; compare it
     with the model's steps per second. Takes ownership of ``source`` (stop() closes it).
@@ -91,23 +91,24 @@ def bench_feeder(feeder_class, source, hp, batch_size, steps=50, warmup=3, confi
 
 
 def make_data(work_dir, preset, hp):
-    """A small synthetic speaker at the preset's img_size and fps; clips outlast a window by 1.5 s."""
+    """A small synthetic speaker's data directory at the preset's img_size and fps; clips outlast a window by
+    1.5 s."""
     data_dir = os.path.join(work_dir, "data-" + preset)
     seconds = max(timing.seconds(hp.T, hp), timing.mel_seconds(hp.mel_step_size, hp)) + 1.5
     synthetic.make_speaker(data_dir, hp, num_clips=6, seconds=seconds, seed=0)
     return data_dir
 
 
-class TreeRun(object):
-    """One tree's real training graph (feeder, decode loop, optimizer) in its own graph and session.
+class TargetRun(object):
+    """One target's real training graph (feeder, decode loop, optimizer) in its own graph and session.
 
-    config replaces the tree's session config; build_context (a context manager) wraps the graph's
+    config replaces the target's session config; build_context (a context manager) wraps the graph's
     construction: export/tools/levers.py varies both.
     """
 
-    def __init__(self, tree, hp, data_dir, workers, config=None, build_context=contextlib.nullcontext):
-        backend = trees.backend(tree)
-        self.tree = tree
+    def __init__(self, target, hp, data_dir, workers, config=None, build_context=contextlib.nullcontext):
+        backend = targets.backend(target)
+        self.target = target
         self.source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
                                   workers=workers)
         self.graph = tf.Graph()
@@ -172,9 +173,9 @@ def open_runs(makers):
 
 
 def bench_training(hp, data_dir, steps, workers):
-    """Train both trees from the same seed, steps alternated; {tree: alternate()'s result}."""
-    runs = open_runs([functools.partial(TreeRun, tree, hp, data_dir, workers) for tree in devices.TREES])
-    return dict(zip(devices.TREES, alternate(runs, steps)))
+    """Train both targets from the same seed, steps alternated; {target: alternate()'s result}."""
+    runs = open_runs([functools.partial(TargetRun, target, hp, data_dir, workers) for target in devices.TARGETS])
+    return dict(zip(devices.TARGETS, alternate(runs, steps)))
 
 
 def preset_hparams(preset, batch_size):
@@ -188,16 +189,16 @@ def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
     data_dir = make_data(work_dir, preset, hp)
     trained = bench_training(hp, data_dir, steps, workers)
     rows = []
-    for tree in devices.TREES:
+    for target in devices.TARGETS:
         source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=0, workers=workers)
-        supply = bench_feeder(trees.backend(tree).feeder_class, source, hp, hp.tacotron_batch_size,
+        supply = bench_feeder(targets.backend(target).feeder_class, source, hp, hp.tacotron_batch_size,
                               steps=feeder_steps, warmup=2)
-        sec = trained[tree]["sec_per_step"]
+        sec = trained[target]["sec_per_step"]
         rows.append({
-            "preset": preset, "tree": tree, "batch_size": hp.tacotron_batch_size, "timed_steps": steps,
+            "preset": preset, "target": target, "batch_size": hp.tacotron_batch_size, "timed_steps": steps,
             "sec_per_step": sec, "samples_per_sec": hp.tacotron_batch_size / sec,
             "feeder_batches_per_sec": supply["batches_per_second"], "train_batches_per_sec": 1.0 / sec,
-            "data_wait_share": trained[tree]["data_wait_share"], "final_loss": trained[tree]["final_loss"],
+            "data_wait_share": trained[target]["data_wait_share"], "final_loss": trained[target]["final_loss"],
         })
     gpu, npu = rows
     npu["npu_to_gpu"] = gpu["npu_to_gpu"] = npu["sec_per_step"] / gpu["sec_per_step"]
@@ -205,19 +206,19 @@ def bench_preset(work_dir, preset, batch_size, steps, feeder_steps, workers):
 
 
 def format_table(rows):
-    header = ("preset", "tree", "batch", "sec/step", "samples/s", "feeder batch/s", "train batch/s",
+    header = ("preset", "target", "batch", "sec/step", "samples/s", "feeder batch/s", "train batch/s",
               "data wait", "npu/gpu")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
         lines.append(" | ".join([
-            r["preset"], r["tree"], str(r["batch_size"]), "%.3f" % r["sec_per_step"], "%.2f" % r["samples_per_sec"],
+            r["preset"], r["target"], str(r["batch_size"]), "%.3f" % r["sec_per_step"], "%.2f" % r["samples_per_sec"],
             "%.1f" % r["feeder_batches_per_sec"], "%.3f" % r["train_batches_per_sec"],
             "%.1f%%" % (100.0 * (r["data_wait_share"] or 0.0)), "%.3f" % r["npu_to_gpu"]]))
     return "\n".join(lines)
 
 
-def train_world(tree, world_size, data_dir, run_dir, steps, workers):
-    """Run ``tree``'s real entrypoint as ``world_size`` data-parallel processes on the CPU; its run_summary.json.
+def train_world(target, world_size, data_dir, run_dir, steps, workers):
+    """Run ``target``'s real entrypoint as ``world_size`` data-parallel processes on the CPU; its run_summary.json.
 
     GPU: horovodrun (Gloo); NPU: the launcher's one process per device, collectives over Gloo (emulation).
     The first step (graph optimisation) is excluded from the summary's median sec/step.
@@ -225,8 +226,8 @@ def train_world(tree, world_size, data_dir, run_dir, steps, workers):
     devices = list(range(world_size))
     args = launch.train_args(data_dir, run_dir, "synthetic", "", steps + 1, steps + 1) + [
         "--log-every", str(steps + 1), "--workers", str(workers)]
-    command = launch.train_command(tree, devices, args, python=sys.executable)
-    if tree == "gpu":
+    command = launch.train_command(target, devices, args, python=sys.executable)
+    if target == "gpu":
         env = emulation.environment(os.environ)
         code = subprocess.call(command, env=env)
     else:
@@ -234,17 +235,17 @@ def train_world(tree, world_size, data_dir, run_dir, steps, workers):
         if world_size > 1:
             table = launch.write_rank_table(run_dir, launch.rank_table(devices, "127.0.0.1",
                                                                        dict((d, "127.0.0.1") for d in devices)))
-        envs = [emulation.environment(e) for e in launch.process_envs(tree, devices, table)]
+        envs = [emulation.environment(e) for e in launch.process_envs(target, devices, table)]
         code = launch.run_ranks(command, envs, emulate=True)
     if code:
         raise training.TrainingError("%s training with %d process(es) exited with %d (log above)"
-                                     % (tree, world_size, code))
+                                     % (target, world_size, code))
     with open(os.path.join(run_dir, rundir.SUMMARY)) as f:
         return json.load(f)
 
 
-def bench_scaling(work_dir, trees, world_sizes, steps, workers, repeats=2):
-    """Samples/s of 1..N data-parallel processes per tree, and the scaling efficiency against one process.
+def bench_scaling(work_dir, target_names, world_sizes, steps, workers, repeats=2):
+    """Samples/s of 1..N data-parallel processes per target, and the scaling efficiency against one process.
 
     The world sizes run in ABBA order (1, 2, 2, 1 for repeats=2) and each reports its median, so a load
     drifting on a shared machine hits every size alike. efficiency(N) = samples/s(N) / (N x samples/s(1)):
@@ -258,16 +259,17 @@ def bench_scaling(work_dir, trees, world_sizes, steps, workers, repeats=2):
     hp = hparams_lib.resolve("synthetic")
     data_dir = make_data(work_dir, "synthetic-world", hp)
     rows = []
-    for tree in trees:
+    for target in target_names:
         summaries = dict((size, []) for size in world_sizes)
         for repeat in range(repeats):
             for size in (world_sizes if repeat % 2 == 0 else world_sizes[::-1]):
-                run_dir = os.path.join(work_dir, "world-%s-%d-%d" % (tree, size, repeat))
-                summaries[size].append(train_world(tree, size, data_dir, run_dir, steps, workers))
+                run_dir = os.path.join(work_dir, "world-%s-%d-%d" % (target, size, repeat))
+                summaries[size].append(train_world(target, size, data_dir, run_dir, steps, workers))
         single = float(np.median([s["samples_per_sec"] for s in summaries[1]])) if 1 in summaries else None
         for size in world_sizes:
             samples = float(np.median([s["samples_per_sec"] for s in summaries[size]]))
-            rows.append({"tree": tree, "world_size": size, "global_batch_size": summaries[size][0]["global_batch_size"],
+            rows.append({"target": target, "world_size": size,
+                         "global_batch_size": summaries[size][0]["global_batch_size"],
                          "sec_per_step": float(np.median([s["sec_per_step_median"] for s in summaries[size]])),
                          "samples_per_sec": samples, "samples_per_sec_per_device": samples / size,
                          "runs": len(summaries[size]),
@@ -276,11 +278,11 @@ def bench_scaling(work_dir, trees, world_sizes, steps, workers, repeats=2):
 
 
 def format_scaling(rows):
-    lines = ["tree | processes | global batch | sec/step | samples/s | per device | efficiency", " | ".join(
+    lines = ["target | processes | global batch | sec/step | samples/s | per device | efficiency", " | ".join(
         "---" for _ in range(7))]
     for r in rows:
         lines.append("%s | %d | %d | %.3f | %.2f | %.2f | %s" % (
-            r["tree"], r["world_size"], r["global_batch_size"], r["sec_per_step"], r["samples_per_sec"],
+            r["target"], r["world_size"], r["global_batch_size"], r["sec_per_step"], r["samples_per_sec"],
             r["samples_per_sec_per_device"],
             "-" if r["scaling_efficiency"] is None else "%.2f" % r["scaling_efficiency"]))
     return "\n".join(lines)
@@ -298,13 +300,13 @@ def main(argv=None):
     parser.add_argument("--out", default=rundir.BENCH, help="Where the JSON results go.")
     parser.add_argument("--world-sizes", default="1,2",
                         help="Data-parallel process counts to measure on the synthetic preset ('' skips; needs Horovod).")
-    parser.add_argument("--world-trees", default="npu,gpu", help="Trees whose data-parallel scaling is measured.")
+    parser.add_argument("--world-targets", default="npu,gpu", help="Targets whose data-parallel scaling is measured.")
     parser.add_argument("--world-steps", type=int, default=10, help="Timed steps per data-parallel run.")
     parser.add_argument("--world-repeats", type=int, default=2,
                         help="Runs per world size, in ABBA order (medians reported).")
     parser.add_argument("--baseline", default=None,
                         help="Git commit to time this checkout against, side by side (steps alternated).")
-    parser.add_argument("--trees", default="gpu,npu", help="With --baseline: comma-separated trees to time.")
+    parser.add_argument("--targets", default="gpu,npu", help="With --baseline: comma-separated targets to time.")
     parser.add_argument("--baseline-env", default="",
                         help="With --baseline: K=V,... set for the baseline's worker only, e.g. --baseline HEAD "
                              "--baseline-env TF_ENABLE_ONEDNN_OPTS=0 times this code with and without oneDNN.")
@@ -329,7 +331,7 @@ def run_bench(args):
             steps = args.steps or DEFAULT_STEPS.get(preset, 2)
             rows.extend(bench_preset(work_dir, preset, args.batch_size, steps, args.feeder_steps, args.workers))
         if args.world_sizes:
-            scaling = bench_scaling(work_dir, [t.strip() for t in args.world_trees.split(",") if t.strip()],
+            scaling = bench_scaling(work_dir, [t.strip() for t in args.world_targets.split(",") if t.strip()],
                                     [int(n) for n in args.world_sizes.split(",")], args.world_steps, args.workers,
                                     args.world_repeats)
     finally:
@@ -435,11 +437,11 @@ class BaselineError(Lip2WavError, RuntimeError):
 
 
 class _Worker(object):
-    """A bench_worker.py process: one tree of one checkout, stepped over a pipe."""
+    """A bench_worker.py process: one target of one checkout, stepped over a pipe."""
 
-    def __init__(self, label, root, tree, preset, batch_size, data_dir, workers, env=None):
+    def __init__(self, label, root, target, preset, batch_size, data_dir, workers, env=None):
         self.label = label
-        command = [sys.executable, WORKER, "--root", root, "--tree", tree, "--preset", preset,
+        command = [sys.executable, WORKER, "--root", root, "--target", target, "--preset", preset,
                    "--batch-size", str(batch_size), "--data", data_dir, "--workers", str(workers)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         universal_newlines=True, bufsize=1,
@@ -488,13 +490,13 @@ def _git(*argv):
     return result.stdout.strip()
 
 
-def compare_trees(labels_roots_envs, tree, preset, batch_size, data_dir, steps, workers):
+def compare_checkouts(labels_roots_envs, target, preset, batch_size, data_dir, steps, workers):
     """Alternate the steps of one worker per (label, root, extra environment); rows with medians and each
     step's figures."""
     runs = []
     try:
         for label, root, env in labels_roots_envs:
-            runs.append(_Worker(label, root, tree, preset, batch_size, data_dir, workers, env))
+            runs.append(_Worker(label, root, target, preset, batch_size, data_dir, workers, env))
         for index in range(steps):
             for run in (runs if index % 2 == 0 else runs[::-1]):
                 run.step()
@@ -503,7 +505,7 @@ def compare_trees(labels_roots_envs, tree, preset, batch_size, data_dir, steps, 
     rows = []
     for run, peak in zip(runs, peaks):
         seconds = [s["seconds"] for s in run.steps]
-        rows.append({"preset": preset, "tree": tree, "commit": run.label, "batch_size": run.ready["batch_size"],
+        rows.append({"preset": preset, "target": target, "commit": run.label, "batch_size": run.ready["batch_size"],
                      "timed_steps": steps, "sec_per_step": float(np.median(seconds)),
                      "cpu_sec_per_step": float(np.median([s["cpu_seconds"] for s in run.steps])),
                      "data_wait_share": sum(s["wait_seconds"] for s in run.steps) / sum(seconds),
@@ -517,12 +519,12 @@ def compare_trees(labels_roots_envs, tree, preset, batch_size, data_dir, steps, 
 
 
 def format_baseline_table(rows):
-    header = ("preset", "tree", "commit", "kernels", "batch", "sec/step", "vs base", "CPU s/step", "CPU vs base",
+    header = ("preset", "target", "commit", "kernels", "batch", "sec/step", "vs base", "CPU s/step", "CPU vs base",
               "data wait", "peak RSS GiB", "load avg 1m")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
         lines.append(" | ".join([
-            r["preset"], r["tree"], r["commit"], (r["kernels"] or {}).get("kernels", "?"), str(r["batch_size"]),
+            r["preset"], r["target"], r["commit"], (r["kernels"] or {}).get("kernels", "?"), str(r["batch_size"]),
             "%.3f" % r["sec_per_step"],
             "%.3f" % r["vs_baseline"], "%.3f" % r["cpu_sec_per_step"], "%.3f" % r["cpu_vs_baseline"],
             "%.1f%%" % (100.0 * r["data_wait_share"]),
@@ -532,7 +534,7 @@ def format_baseline_table(rows):
 
 
 def run_baseline_bench(args):
-    """This checkout vs --baseline, per preset and tree, in one run; prints the table, writes the JSON."""
+    """This checkout vs --baseline, per preset and target, in one run; prints the table, writes the JSON."""
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-bench-")
     baseline_root = os.path.join(work_dir, "baseline")
     commit = _git("rev-parse", "--short", args.baseline + "^{commit}")
@@ -547,9 +549,10 @@ def run_baseline_bench(args):
             hp = preset_hparams(preset, args.batch_size)
             data_dir = make_data(work_dir, preset, hp)
             steps = args.steps or DEFAULT_STEPS.get(preset, 2)
-            for tree in [t.strip() for t in args.trees.split(",") if t.strip()]:
-                rows.extend(compare_trees([(head + " (this)", ROOT, None), (baseline_label, baseline_root, baseline_env)],
-                                          tree, preset, args.batch_size, data_dir, steps, args.workers))
+            for target in [t.strip() for t in args.targets.split(",") if t.strip()]:
+                checkouts = [(head + " (this)", ROOT, None), (baseline_label, baseline_root, baseline_env)]
+                rows.extend(compare_checkouts(checkouts, target, preset, args.batch_size, data_dir, steps,
+                                              args.workers))
                 LOG.info("%s", format_baseline_table(rows))
     finally:
         _git("worktree", "remove", "--force", baseline_root)

@@ -1,4 +1,4 @@
-"""One tree's training graph from one checkout, stepped on command; the worker of ``bench --baseline``.
+"""One target's training graph from one checkout, stepped on command; the worker of ``bench --baseline``.
 
 Run as a script, not a module: ``python export/tools/bench_worker.py --root CHECKOUT ...`` puts
 CHECKOUT first on sys.path, so the same module names load the code of another commit. It
@@ -23,10 +23,10 @@ def _cpu_seconds():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="Checkout whose code is measured.")
-    parser.add_argument("--tree", required=True, choices=("gpu", "npu"), help="Device tree.")
+    parser.add_argument("--target", required=True, choices=("gpu", "npu"), help="Target: gpu or npu.")
     parser.add_argument("--preset", required=True, help="Hyperparameter preset.")
     parser.add_argument("--batch-size", type=int, default=0, help="Batch size (0: the preset's).")
-    parser.add_argument("--data", required=True, help="Synthetic speaker made by the bench.")
+    parser.add_argument("--data", required=True, help="Data directory of the synthetic speaker the bench made.")
     parser.add_argument("--workers", type=int, default=2, help="Data loading threads.")
     args = parser.parse_args()
     sys.path.insert(0, os.path.abspath(args.root))
@@ -36,7 +36,7 @@ def main():
     from common import tf_compat
     from common.tf_compat import tf
     from common.training import loop as training
-    backend = importlib.import_module("%s_training.train" % args.tree).BACKEND
+    backend = importlib.import_module("%s_training.train" % args.target).BACKEND
 
     overrides = "tacotron_batch_size=%d" % args.batch_size if args.batch_size else ""
     hp = hparams_lib.resolve(args.preset, None, overrides)

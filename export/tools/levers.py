@@ -1,12 +1,12 @@
-"""Time one tree's training step with and without a speed lever, side by side in one process.
+"""Time one target's training step with and without a speed lever, side by side in one process.
 
-Each lever is a session-config or graph-construction variant of the tree's real training graph
+Each lever is a session-config or graph-construction variant of the target's real training graph
 (feeder, decode loop, optimizer); for each, the default and the variant train from the same seed
 with their steps alternated (export/tools/bench.py alternate), so load on a shared machine hits
 both alike. Levers whose setting is fixed per process (oneDNN on/off, thread environment) are not
 here: they need two processes, as ``bench --baseline`` does for two commits.
 
-``python -m export.tools.levers --preset chess --batch-size 24 --tree gpu [--levers xla,inter-op-1]``
+``python -m export.tools.levers --preset chess --batch-size 24 --target gpu [--levers xla,inter-op-1]``
 """
 import argparse
 import collections
@@ -23,7 +23,7 @@ from common import atomic, cli
 from common import devices
 from common.errors import Lip2WavError
 from common.tf_compat import tf
-from export import trees
+from export import targets
 from export.tools import bench
 
 LOG = logging.getLogger("lip2wav.levers")
@@ -78,23 +78,23 @@ def parse_levers(text):
     return names
 
 
-def variant_run(tree, hp, data_dir, workers, lever):
-    """The tree's training graph with ``lever`` applied."""
+def variant_run(target, hp, data_dir, workers, lever):
+    """The target's training graph with ``lever`` applied."""
     config = None
     if lever.edit_config:
-        backend = trees.backend(tree)
+        backend = targets.backend(target)
         config = backend.stack(backend.options).session_config()
         lever.edit_config(config)
-    return bench.TreeRun(tree, hp, data_dir, lever.workers or workers, config=config,
-                         build_context=lever.build_context)
+    return bench.TargetRun(target, hp, data_dir, lever.workers or workers, config=config,
+                           build_context=lever.build_context)
 
 
-def time_lever(tree, hp, data_dir, workers, steps, name):
+def time_lever(target, hp, data_dir, workers, steps, name):
     """{lever, default and variant sec/step, ratio} from one alternated pair of runs."""
-    runs = bench.open_runs([functools.partial(bench.TreeRun, tree, hp, data_dir, workers),
-                            functools.partial(variant_run, tree, hp, data_dir, workers, LEVERS[name])])
+    runs = bench.open_runs([functools.partial(bench.TargetRun, target, hp, data_dir, workers),
+                            functools.partial(variant_run, target, hp, data_dir, workers, LEVERS[name])])
     default, variant = bench.alternate(runs, steps)
-    return {"lever": name, "help": LEVERS[name].help, "tree": tree, "batch_size": hp.tacotron_batch_size,
+    return {"lever": name, "help": LEVERS[name].help, "target": target, "batch_size": hp.tacotron_batch_size,
             "timed_steps": steps, "default_sec_per_step": default["sec_per_step"],
             "variant_sec_per_step": variant["sec_per_step"],
             "variant_over_default": variant["sec_per_step"] / default["sec_per_step"],
@@ -102,10 +102,10 @@ def time_lever(tree, hp, data_dir, workers, steps, name):
 
 
 def format_table(rows):
-    lines = ["lever | tree | batch | default s/step | lever s/step | lever / default | load avg 1m",
+    lines = ["lever | target | batch | default s/step | lever s/step | lever / default | load avg 1m",
              "--- | --- | --- | --- | --- | --- | ---"]
     lines += ["%s | %s | %d | %.3f | %.3f | %.3f | %.1f" % (
-        r["lever"], r["tree"], r["batch_size"], r["default_sec_per_step"], r["variant_sec_per_step"],
+        r["lever"], r["target"], r["batch_size"], r["default_sec_per_step"], r["variant_sec_per_step"],
         r["variant_over_default"], r["load_average"][0]) for r in rows]
     return "\n".join(lines)
 
@@ -121,7 +121,7 @@ def run_levers(args):
     try:
         data_dir = bench.make_data(work_dir, args.preset, hp)
         for name in names:
-            rows.append(time_lever(args.tree, hp, data_dir, args.workers, args.steps, name))
+            rows.append(time_lever(args.target, hp, data_dir, args.workers, args.steps, name))
             LOG.info("%s: %.3f s/step vs %.3f default (%.3f)", name, rows[-1]["variant_sec_per_step"],
                      rows[-1]["default_sec_per_step"], rows[-1]["variant_over_default"])
     finally:
@@ -136,7 +136,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m export.tools.levers", description=__doc__.splitlines()[0],
                                      epilog="levers: " + "; ".join("%s: %s" % (k, v.help) for k, v in LEVERS.items()))
     parser.add_argument("--preset", default="synthetic", help="Hyperparameter preset.")
-    parser.add_argument("--tree", default="gpu", choices=devices.TREES, help="Device tree.")
+    parser.add_argument("--target", default="gpu", choices=devices.TARGETS, help="Target: gpu or npu.")
     parser.add_argument("--batch-size", type=int, default=0, help="Batch size (0: the preset's).")
     parser.add_argument("--levers", default=",".join(LEVERS), help="Comma-separated levers to time.")
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per run after one warmup step.")

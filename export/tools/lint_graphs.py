@@ -1,10 +1,10 @@
-"""Lint a device tree's real graphs (training and inference) for what the Ascend compiler rejects.
+"""Lint a target's real graphs (training and inference) for what the Ascend compiler rejects.
 
-The graphs are built exactly as the tree builds them (its feeder, decode loop and optimizer
+The graphs are built exactly as its device tree builds them (its feeder, decode loop and optimizer
 wrapper in the shared training graph; export.graph's inference graph), with static shapes
-recorded (add_shapes=True), and checked by npu_training.lint. The NPU tree must come out
-clean; the GPU tree is expected to be reported (FIFOQueue feeder, dynamic-length loop), which
-shows the lint sees what it should. Lives in export/ because it builds both trees.
+recorded (add_shapes=True), and checked by npu_training.lint. The NPU target must come out
+clean; the GPU target is expected to be reported (FIFOQueue feeder, dynamic-length loop), which
+shows the lint sees what it should. Lives in export/ because it builds both device trees.
 
 CLI: ``python -m export.tools.lint_graphs [--preset synthetic] [--target npu|gpu]`` prints one
 finding a line (graph, node, op, reason); exit status 0 clean, 1 findings, 2 error.
@@ -19,7 +19,7 @@ from common import devices
 from common.config import hparams as hparams_lib
 from common.tf_compat import tf
 from export.graph import build_inference_graph
-from export import trees
+from export import targets
 from npu_training import lint
 
 LOG = logging.getLogger("lip2wav.lint_graphs")
@@ -27,10 +27,10 @@ GraphFinding = collections.namedtuple("GraphFinding", ["graph", "node", "op", "r
 
 
 def training_graph(hp, target):
-    """The target tree's training graph, as common.training.loop builds it for a run."""
+    """The target's training graph, as common.training.loop builds it for a run."""
     graph = tf.Graph()
     with graph.as_default():
-        trees.training_graph(hp, target)
+        targets.training_graph(hp, target)
     return graph
 
 
@@ -42,8 +42,8 @@ def inference_graph(hp, target, batch_size=1):
 
 
 def lint_model_graphs(hp, target="npu", batch_size=1):
-    """GraphFindings for the target tree's training graph and inference graph; empty means clean."""
-    trees.backend(target)
+    """GraphFindings for the target's training graph and inference graph; empty means clean."""
+    targets.backend(target)
     findings = [GraphFinding("training", *f) for f in lint.lint_graph(training_graph(hp, target))]
     findings += [GraphFinding("inference", *f)
                  for f in lint.lint_graph(inference_graph(hp, target, batch_size), inference=True)]
@@ -54,14 +54,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m export.tools.lint_graphs", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="synthetic", help="Hyperparameter preset the graphs are built for.")
     parser.add_argument("--hparams", default="", help="Overrides, e.g. 'tacotron_batch_size=4'.")
-    parser.add_argument("--target", default="npu", choices=devices.TREES, help="Device tree whose graphs to lint.")
+    parser.add_argument("--target", default="npu", choices=devices.TARGETS, help="Target whose graphs to lint.")
     args = parser.parse_args(argv)
 
     def body():
         findings = lint_model_graphs(hparams_lib.resolve(args.preset, None, args.hparams), args.target)
         for finding in findings:
             print("\t".join(finding))
-        LOG.info("%s tree, preset %s: %d finding(s)", args.target, args.preset, len(findings))
+        LOG.info("target %s, preset %s: %d finding(s)", args.target, args.preset, len(findings))
         return 1 if findings else 0
     return cli.run(body)
 

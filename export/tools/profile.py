@@ -1,7 +1,7 @@
 """Where a training step's time goes: a TensorFlow timeline and a table by model part and op type.
 
-For one preset and one tree: the tree's real training graph (feeder, decode loop, session config)
-on a small synthetic speaker; untimed warmup steps, timed steps (sec/step, input wait), then traced
+For one preset and one target: the target's real training graph (feeder, decode loop, session config)
+on a small synthetic speaker's data; untimed warmup steps, timed steps (sec/step, input wait), then traced
 steps (RunOptions FULL_TRACE). Writes the trace as chrome-trace JSON (open it at chrome://tracing
 or ui.perfetto.dev) and prints the step's wall time by model part (forward and backward; ops that
 ran side by side share it), the most
@@ -10,7 +10,7 @@ convolutions and their two gradients counted analytically, which the profiler mi
 achieved FLOP/s against a matmul peak measured in the same process. On an Ascend host the
 TF Adapter's own profiler is switched on too and writes under ``<out>/ascend``.
 
-``python -m export.tools.profile --preset chess --tree npu [--batch-size 8] [--out profile]``
+``python -m export.tools.profile --preset chess --target npu [--batch-size 8] [--out profile]``
 """
 import argparse
 import collections
@@ -31,7 +31,7 @@ from common.data.dataset import BatchSource
 from common import tf_compat
 from common.tf_compat import tf, timeline
 from common.training import loop as training
-from export import trees
+from export import targets
 from export.tools import bench
 from npu_training import session as npu_session
 
@@ -75,7 +75,7 @@ def op_stats(step_stats, graph):
     wall_shares), so ops that ran side by side on the two cores are not counted twice.
     FLOPs are counted for the matrix products and convolutions (forward and both gradients) from
     the shapes the trace recorded, so loop bodies count once per iteration and dynamic shapes
-    (the GPU tree's decode loop) are known; element-wise ops are left out (memory-bound, few FLOPs).
+    (the GPU target's decode loop) are known; element-wise ops are left out (memory-bound, few FLOPs).
     tf.profiler's float_ops are no help here: on this graph it counts only the forward Conv3D.
     """
     executions = []
@@ -244,8 +244,8 @@ def _session_config(backend, stack, out_dir):
     return config
 
 
-def profile_tree(args, work_dir):
-    backend = trees.backend(args.tree)
+def profile_target(args, work_dir):
+    backend = targets.backend(args.target)
     hp = bench.preset_hparams(args.preset, args.batch_size)
     data_dir = bench.make_data(work_dir, args.preset, hp)
     source = BatchSource(data_dir, "train", hp, hp.tacotron_batch_size, seed=hp.tacotron_random_seed,
@@ -274,13 +274,13 @@ def profile_tree(args, work_dir):
                              options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=run_metadata)
             finally:
                 model.feeder.stop()
-        trace_path = os.path.join(args.out, "timeline-%s-%s.json" % (args.preset, args.tree))
+        trace_path = os.path.join(args.out, "timeline-%s-%s.json" % (args.preset, args.target))
         atomic.write_text(trace_path, timeline.Timeline(run_metadata.step_stats, graph=graph)
                           .generate_chrome_trace_format())
         ops = op_stats(run_metadata.step_stats, graph)
     profile = summarise(ops, float(np.median(seconds)), matmul_peak(config))
-    profile.update(preset=args.preset, tree=args.tree, batch_size=hp.tacotron_batch_size, data_wait_share=wait_share,
-                   peak_rss_bytes=peak_rss_bytes(),
+    profile.update(preset=args.preset, target=args.target, batch_size=hp.tacotron_batch_size,
+                   data_wait_share=wait_share, peak_rss_bytes=peak_rss_bytes(),
                    timeline=trace_path, load_average=list(os.getloadavg()), kernels=tf_compat.kernels())
     if backend.name == "npu" and not npu_session.npu_bridge_available():
         profile["ascend_profiling"] = None
@@ -293,7 +293,7 @@ def run_profile(args):
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="lip2wav-profile-")
     os.makedirs(args.out, exist_ok=True)
     try:
-        profile = profile_tree(args, work_dir)
+        profile = profile_target(args, work_dir)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -302,7 +302,7 @@ def run_profile(args):
     print("timeline (chrome://tracing or ui.perfetto.dev): %s" % profile["timeline"])
     if profile.get("ascend_profiling"):
         print("Ascend profiling data (TF Adapter, msprof): %s" % profile["ascend_profiling"])
-    json_path = os.path.join(args.out, "profile-%s-%s.json" % (args.preset, args.tree))
+    json_path = os.path.join(args.out, "profile-%s-%s.json" % (args.preset, args.target))
     atomic.write_json(json_path, dict(profile, table=report))
     LOG.info("wrote %s", json_path)
 
@@ -310,7 +310,7 @@ def run_profile(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m export.tools.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="synthetic", help="Hyperparameter preset to profile.")
-    parser.add_argument("--tree", default="npu", choices=devices.TREES, help="Device tree.")
+    parser.add_argument("--target", default="npu", choices=devices.TARGETS, help="Target: gpu or npu.")
     parser.add_argument("--batch-size", type=int, default=0, help="Batch size (0: the preset's).")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed steps first (graph optimisation).")
     parser.add_argument("--steps", type=int, default=2, help="Timed untraced steps (sec/step, input wait).")

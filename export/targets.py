@@ -1,6 +1,6 @@
-"""The device trees' backends by name (common.devices.TREES): decode loop, feeder, session config.
+"""The targets' Backends by name (common.devices.TARGETS): decode loop, feeder, session config.
 
-This mapping lives in export/ because only the layer above the trees may import both.
+This mapping lives in export/ because only the layer above the device trees may import both.
 """
 import collections
 
@@ -14,7 +14,7 @@ BACKENDS = collections.OrderedDict((backend.name, backend) for backend in (gpu_t
 
 
 def backend(name):
-    """The training.Backend of device tree ``name``; UnknownTreeError names the valid ones."""
+    """The training.Backend of target ``name``; UnknownTargetError names the valid ones."""
     return BACKENDS[devices.check(name)]
 
 
@@ -26,7 +26,7 @@ class _NoData(object):
 
 
 def training_graph(hp, name):
-    """Device tree ``name``'s training graph as common.training.loop builds it for a run (in the default graph);
+    """Target ``name``'s training graph as common.training.loop builds it for a run (in the default graph);
     for tools that read its ops or variables without data."""
-    tree = backend(name)
-    return training.TrainingGraph(tree, tree.stack(tree.options), hp, _NoData())
+    chosen = backend(name)
+    return training.TrainingGraph(chosen, chosen.stack(chosen.options), hp, _NoData())
