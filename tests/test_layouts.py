@@ -23,6 +23,8 @@ OWNERS = [
         "preprocessed", ".tmp", "%d.jpg", ".jpg", "audio.wav", "mels.npz", "spec", "boxes.npy", "transcript.align",
         "train", "val", "test", "%s.txt", "crop_style.txt", "preprocess_report.json", "sync_offsets.png", "videos",
         ".part-", "intervals", "cut-", ".done", "download_report.json", "alignments", "align", ".align")),
+    ("export/freeze.py", ("lip2wav_%s",)),
+    ("export/atc.py", ("atc_command.sh", ".om")),
 ]
 GENERIC = {"checkpoints", "checkpoint", "corrupt", "plots", "wavs", "export",
            ".jpg", "train", "val", "test", "videos", "alignments"}
@@ -46,7 +48,7 @@ def _path_parts(tree):
 
 def literals(source, owner=False):
     """Layout-relevant string literals of a module: every constant, and GENERIC words only as path parts
-    (an owner's every constant: it defines them)."""
+    (with ``owner``, every constant: an owner defines its names)."""
     tree = ast.parse(source)
     parts = _path_parts(tree)
     found = set()
@@ -60,12 +62,14 @@ def literals(source, owner=False):
 def typed_where(files):
     """{name: [modules that type it]} for every owned name."""
     owned = set(name for _, names in OWNERS for name in names)
-    owners = set(owner for owner, _ in OWNERS)
+    own = dict((owner, set(names)) for owner, names in OWNERS)
     where = dict((name, []) for name in owned)
     for path in files:
         with open(os.path.join(ROOT, path)) as f:
-            for name in literals(f.read(), path in owners) & owned:
-                where[name].append(path)
+            source = f.read()
+        found = literals(source) | (literals(source, owner=True) & own.get(path, set()))
+        for name in found & owned:
+            where[name].append(path)
     return where
 
 
