@@ -94,16 +94,17 @@ def test_sigterm_through_the_entrypoint_saves_a_checkpoint_and_exits_143(synthet
 
 def test_sigkill_then_resume_keeps_one_history(synthetic_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    # Checkpoints at 3, 6, ...; killed once step 4 is logged, two steps before the next checkpoint, so the kill
-    # lands after the checkpoint even when a loaded machine is slow to notice the log line.
-    proc = start_training(train_argv(synthetic_data, run_dir, 1000, 3))
-    wait_for_logged_step(proc, run_dir, 4)
+    # Checkpoints at 10, 20, ...; killed once step 11 is logged. A step takes ~0.1 s here, so the kill lands before
+    # the next checkpoint even when a loaded machine notices the log line a second late (with checkpoints every
+    # 3 steps, a cold CI run once killed just after the step-6 checkpoint, leaving no lost steps to test).
+    proc = start_training(train_argv(synthetic_data, run_dir, 1000, 10))
+    wait_for_logged_step(proc, run_dir, 11)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     survived = steps_on_disk(run_dir)[-1]
     killed_at = logged_steps(run_dir)[-1]
     assert killed_at > survived
-    code, _, err = run_entrypoint(capsys, gpu_train.main, *train_argv(synthetic_data, run_dir, survived + 1, 3))
+    code, _, err = run_entrypoint(capsys, gpu_train.main, *train_argv(synthetic_data, run_dir, survived + 1, 10))
     assert code == 0, err
     assert logged_steps(run_dir) == list(range(1, survived + 2))
     segments = summary(run_dir)["segments"]
