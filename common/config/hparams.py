@@ -160,7 +160,8 @@ DECLARED = {
     "tacotron_teacher_forcing_start_decay": (10000, "Step at which the cosine teacher-forcing decay starts.",
                                              NON_NEGATIVE),
     "tacotron_teacher_forcing_decay_steps": (40000, "Steps of the cosine teacher-forcing decay.", COUNT),
-    "speaker": ("", "The preset these values came from (the original's preset files call it speaker); read hp.preset."),
+    "speaker": ("", "The preset these values came from (the original's preset files call it speaker); "
+                    "read hp.preset."),
 }
 
 # Keys of the reference preset files that this model has no use for.
