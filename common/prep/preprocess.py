@@ -193,22 +193,17 @@ def format_report(report, limit=10):
     return "\n".join(lines)
 
 
-def write_speaker_splits(data_dir, speaker):
-    """Write the split lists with the speaker's video ids that have preprocessed clips."""
-    counts = {}
-    for split in datadir.SPLITS:
-        ids = [vid for vid in download.speaker_ids(speaker, split)
-               if os.path.isdir(datadir.clip_folder(data_dir, vid))]
-        datadir.write_split(data_dir, split, ids)
-        counts[split] = len(ids)
-    return counts
-
-
 def write_split(data_dir, split, clip_ids):
     """Write the split list ``split`` with those of ``clip_ids`` that have a preprocessed folder."""
     done = [cid for cid in clip_ids if os.path.isdir(datadir.clip_folder(data_dir, cid))]
     datadir.write_split(data_dir, split, done)
     return done
+
+
+def write_speaker_splits(data_dir, speaker):
+    """Write the split lists with the speaker's video ids that have preprocessed clips."""
+    return dict((split, len(write_split(data_dir, split, download.speaker_ids(speaker, split))))
+                for split in datadir.SPLITS)
 
 
 def preprocess_speaker(speaker, data_root, hp, opts=None, workers=2):
