@@ -19,7 +19,6 @@ from common import cli
 from common import atomic
 from common import progress
 from common.data import datadir
-from common.data.datadir import SPLITS
 from common.prep import video
 from common.errors import Lip2WavError
 
@@ -49,11 +48,11 @@ def speaker_ids(speaker, split=None):
     """Video ids listed for ``speaker`` (one split, or all splits in order, without duplicates)."""
     if speaker not in speakers():
         raise DownloadError("unknown speaker %r; choose one of %s" % (speaker, ", ".join(speakers())))
-    splits = [split] if split else list(SPLITS)
+    splits = [split] if split else list(datadir.SPLITS)
     ids = []
     for name in splits:
-        if name not in SPLITS:
-            raise DownloadError("unknown split %r; choose one of %s" % (name, ", ".join(SPLITS)))
+        if name not in datadir.SPLITS:
+            raise DownloadError("unknown split %r; choose one of %s" % (name, ", ".join(datadir.SPLITS)))
         path = os.path.join(SPEAKERS_DIR, speaker, name + ".txt")
         if not os.path.isfile(path):
             continue
@@ -245,7 +244,7 @@ def _one_line(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.prep.download", description=__doc__.split("\n")[0])
     parser.add_argument("--speaker", required=True, help="one of: %s" % ", ".join(speakers()))
-    parser.add_argument("--split", choices=SPLITS, help="only this split's videos (default: all)")
+    parser.add_argument("--split", choices=datadir.SPLITS, help="only this split's videos (default: all)")
     parser.add_argument("--data", default="data", help="data root; the speaker's files go in DATA/<speaker>")
     parser.add_argument("--url-template", help="URL with {id} (default $%s or %s)" % (URL_TEMPLATE_ENV,
                                                                                       DEFAULT_URL_TEMPLATE))
